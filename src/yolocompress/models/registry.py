@@ -1,0 +1,88 @@
+"""Names a yaml may use for a layer, and how the builder derives each layer's channels.
+
+User modules enter the same table through `register_module`, so a custom block is named in a yaml exactly
+like a built-in one (the idea of timm's model registry).
+"""
+from __future__ import annotations
+
+import importlib.util
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch.nn as nn
+
+from ..errors import ConfigError
+
+# How a layer's output channels follow from its inputs:
+#   "channels": args start with c2; the builder prepends c1, scales c2 by width_multiple (CSP modules
+#               may also take the repeat count as their third argument);
+#   "same":     output channels equal input channels (pooling, upsampling, activations);
+#   "concat":   output channels are the sum of the inputs';
+#   "head":     a detection head, which receives the list of its input channels;
+#   "bn":       BatchNorm-like, built from the input channels alone.
+KINDS = ("channels", "same", "concat", "head", "bn")
+
+
+@dataclass(frozen=True)
+class ModuleSpec:
+    cls: type
+    kind: str
+    repeats_as_arg: bool = False
+    out_channels: Callable[[int, list], int] | None = None
+
+
+_REGISTRY: dict[str, ModuleSpec] = {}
+
+
+def register_module(name: str | None = None, *, kind: str = "channels", repeats_as_arg: bool = False,
+                    out_channels: Callable[[int, list], int] | None = None):
+    """Class decorator: make `cls` usable in model yaml files under `name` (default: the class name).
+
+    kind "channels" means the first yaml argument is the output channel count (scaled by width_multiple) and the
+    builder passes the input channel count first, as for Conv; kind "same" means channels pass through unchanged.
+    `out_channels(c_in, args)` may override the output channel count for any other rule.
+    """
+    if kind not in KINDS:
+        raise ConfigError(f"register_module: kind must be one of {', '.join(KINDS)}, got {kind!r}")
+
+    def wrap(cls):
+        _REGISTRY[name or cls.__name__] = ModuleSpec(cls, kind, repeats_as_arg, out_channels)
+        return cls
+
+    return wrap
+
+
+def lookup(name: str) -> ModuleSpec:
+    """The spec registered for a yaml module name (`nn.X` names are looked up without their prefix too)."""
+    key = name[3:] if name.startswith("nn.") and name not in _REGISTRY else name
+    spec = _REGISTRY.get(name) or _REGISTRY.get(key)
+    if spec is None:
+        raise KeyError(name)
+    return spec
+
+
+def registered_names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def load_user_modules(paths) -> None:
+    """Import each user file so that its `@register_module` classes enter the registry (`--modules FILE.py`)."""
+    for p in paths or []:
+        path = Path(p)
+        if not path.is_file():
+            raise ConfigError(f"--modules: file not found: {path}")
+        mod_name = f"yolocompress_user_{path.stem}"
+        spec = importlib.util.spec_from_file_location(mod_name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[mod_name] = module
+        try:
+            spec.loader.exec_module(module)
+        except Exception as e:  # a user's file: report which one failed and why, in one line
+            raise ConfigError(f"--modules {path}: importing it failed: {type(e).__name__}: {e}") from e
+
+
+for _cls, _kind in ((nn.Conv2d, "channels"), (nn.BatchNorm2d, "bn"), (nn.Upsample, "same"),
+                    (nn.MaxPool2d, "same"), (nn.Identity, "same")):
+    register_module(f"nn.{_cls.__name__}", kind=_kind)(_cls)

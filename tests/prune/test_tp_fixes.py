@@ -1,0 +1,223 @@
+"""Each Torch-Pruning 1.6.1 defect shown on the upstream class, and repaired by ours (tp_fixes).
+
+Every `test_<letter>_*` asserts the upstream behaviour is wrong AND ours is right: if a future
+Torch-Pruning fixes a defect, the upstream half fails and tells us to drop the patch.
+"""
+import logging
+
+import pytest
+import torch
+import torch_pruning as tp
+from tiny_nets import macs, make
+
+from yolocompress.prune import tp_fixes as fx
+from yolocompress.prune.methods import regularize
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+imp = tp.importance
+
+
+def _zero_grads(model):
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+
+
+def _bn_grads_close_to(model, coef):
+    """Whether every BN scale's gradient equals coef * gamma (each BN sits in exactly one group)."""
+    return all(torch.allclose(b.bn.weight.grad, coef * b.bn.weight.detach(), rtol=1e-5, atol=1e-9)
+               for b in model.blocks())
+
+
+# a. GroupHessianImportance.accumulate_grad keeps only the last sample
+def _hessian_average_is_right(cls):
+    model, _ = make()
+    scorer = cls(group_reduction="mean")
+    samples = torch.randn(3, 3, 32, 32)
+    expected = {p: torch.zeros_like(p) for p in model.parameters()}
+    for s in samples:
+        model.zero_grad(set_to_none=True)
+        model(s[None]).square().mean().backward()
+        scorer.accumulate_grad(model)
+        for p in model.parameters():
+            expected[p] += p.grad.pow(2) / len(samples)
+    return all(scorer._counter[p] == len(samples)
+               and torch.allclose(scorer._accu_grad[p] / scorer._counter[p], expected[p], atol=1e-12)
+               for p in model.parameters())
+
+
+def test_a_hessian_accumulates_squared_grads_over_samples():
+    assert not _hessian_average_is_right(imp.GroupHessianImportance)
+    assert _hessian_average_is_right(fx.FixedGroupHessianImportance)
+
+
+# b. GrowingRegPruner.regularize never regularises BN scales
+def _growing_reg_grads(cls):
+    model, x = make()
+    pruner = cls(model, x, imp.GroupMagnitudeImportance(p=2), reg=1e-2, ignored_layers=[model.head])
+    _zero_grads(model)
+    pruner.regularize(model)
+    return model
+
+
+def test_b_growing_reg_regularizes_bn_scales():
+    upstream, ours = _growing_reg_grads(tp.pruner.GrowingRegPruner), _growing_reg_grads(fx.FixedGrowingRegPruner)
+    assert all(b.bn.weight.grad.abs().sum() == 0 for b in upstream.blocks())
+    assert _bn_grads_close_to(ours, 1e-2)  # every coefficient starts at reg
+    for a, b in zip(upstream.modules(), ours.modules()):  # convolutions: same penalty as upstream
+        if isinstance(a, torch.nn.Conv2d):
+            assert a.weight.grad.abs().sum() > 0
+            torch.testing.assert_close(b.weight.grad, a.weight.grad)
+
+
+# c. GroupNormPruner ignores alpha
+@pytest.mark.parametrize("cls, fixed", [(tp.pruner.GroupNormPruner, False), (fx.FixedGroupNormPruner, True)])
+def test_c_group_norm_pruner_uses_alpha(cls, fixed):
+    model, x = make()
+    pruner = cls(model, x, imp.GroupMagnitudeImportance(p=2), reg=1e-2, alpha=1, ignored_layers=[model.head])
+    _zero_grads(model)
+    pruner.regularize(model)
+    assert _bn_grads_close_to(model, 1e-2) == fixed  # alpha=1 -> gamma = 1 for every channel
+
+
+# d. update_regularizer() wipes the grown regularisation
+def _growth_survives_pruning(cls):
+    model, x = make()
+    pruner = cls(model, x, imp.GroupMagnitudeImportance(p=2), reg=1e-4, delta_reg=1e-2,
+                 pruning_ratio=0.5, ignored_layers=[model.head])
+    for _ in range(3):
+        pruner.update_reg()
+    before = {g[0].dep.target.module: r.clone() for g, r in pruner.group_reg.items()}
+    assert max(float(r.max()) for r in before.values()) > 1e-3  # it grew
+    for b in model.blocks():  # tag channels: after pruning running_mean lists the kept ones
+        b.bn.running_mean = torch.arange(b.bn.num_features, dtype=torch.float32)
+    pruner.step()
+    pruner.update_regularizer()
+    bn_of = {b.conv: b.bn for b in model.blocks()}
+    ok = []
+    for g, r in pruner.group_reg.items():
+        root = g[0].dep.target.module
+        kept = bn_of[root].running_mean.long()
+        assert len(kept) < len(before[root])  # this group was pruned
+        ok.append(torch.allclose(r, before[root][kept]))
+    return all(ok)
+
+
+def test_d_growing_reg_survives_update_regularizer():
+    assert not _growth_survives_pruning(tp.pruner.GrowingRegPruner)
+    assert _growth_survives_pruning(fx.FixedGrowingRegPruner)
+
+
+# e. mutable default arguments shared between pruner instances
+def test_e_default_dicts_are_not_shared_between_pruners():
+    m1, x = make(groups=2)  # a grouped conv: BasePruner records it in out/in_channel_groups
+    m2, _ = make()
+    up1 = tp.pruner.BasePruner(m1, x, imp.MagnitudeImportance(), ignored_layers=[m1.head])
+    try:
+        up2 = tp.pruner.BasePruner(m2, x, imp.MagnitudeImportance(), ignored_layers=[m2.head])
+        assert m1.res.conv in up2.out_channel_groups  # the second pruner sees the first model
+    finally:  # leave the module-level defaults as we found them
+        up1.out_channel_groups.clear()
+        up1.in_channel_groups.clear()
+    ours1 = fx.FixedBasePruner(m1, x, imp.MagnitudeImportance(), ignored_layers=[m1.head])
+    ours2 = fx.FixedBasePruner(m2, x, imp.MagnitudeImportance(), ignored_layers=[m2.head])
+    assert m1.res.conv in ours1.out_channel_groups
+    assert m1.res.conv not in ours2.out_channel_groups and not ours2.in_channel_groups
+
+
+def test_e_caller_unwrapped_list_is_not_mutated_and_dict_is_accepted():
+    model, x = make(scale=True)
+    pairs = []
+    tp.pruner.BasePruner(model, x, imp.MagnitudeImportance(), unwrapped_parameters=pairs,
+                         ignored_layers=[model.head])
+    assert len(pairs) == 1  # upstream appended the detected parameter to our list
+    pairs = []
+    fx.FixedBasePruner(model, x, imp.MagnitudeImportance(), unwrapped_parameters=pairs,
+                       ignored_layers=[model.head])
+    assert pairs == []
+    pruner = fx.FixedBasePruner(model, x, imp.MagnitudeImportance(), unwrapped_parameters={model.scale: 1},
+                                pruning_ratio=0.5, ignored_layers=[model.head])
+    pruner.step()
+    assert model.scale.shape == (1, model.fuse.conv.out_channels, 1, 1) and model.scale.shape[1] < 32
+    assert model(x).shape == (1, 8, 8, 8)
+
+
+# f. frozen parameters -> step() prunes nothing
+def _frozen_model():
+    model, x = make()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model, x
+
+
+def test_f_frozen_parameters_prune_nothing_unless_prepared(caplog):
+    model, x = _frozen_model()
+    base = macs(model, x)
+    tp.pruner.BasePruner(model, x, imp.MagnitudeImportance(p=1), pruning_ratio=0.5,
+                         ignored_layers=[model.head]).step()
+    assert macs(model, x) == base  # silently nothing
+
+    model, x = _frozen_model()
+    n = len(list(model.parameters()))
+    with caplog.at_level(logging.INFO, logger=fx.__name__):
+        assert fx.prepare_model_for_pruning(model) == n
+    assert f"{n} of {n}" in caplog.text
+    assert all(p.requires_grad for p in model.parameters())
+    assert fx.prepare_model_for_pruning(model) == 0
+    tp.pruner.BasePruner(model, x, imp.MagnitudeImportance(p=1), pruning_ratio=0.5,
+                         ignored_layers=[model.head]).step()
+    assert macs(model, x) < base / 2
+
+
+# g. regularize() has a different signature on every pruner
+UPSTREAM_SIGNATURES = [
+    (tp.pruner.BasePruner, {}, ()),  # regularize(model, loss)
+    (tp.pruner.GroupNormPruner, {}, ("reg",)),  # regularize(model, alpha, bias)
+    (tp.pruner.GrowingRegPruner, {}, ("reg",)),  # regularize(model, bias)
+]
+
+
+@pytest.mark.parametrize("cls, kwargs, rejected", UPSTREAM_SIGNATURES)
+def test_g_upstream_regularize_signatures_differ(cls, kwargs, rejected):
+    model, x = make()
+    pruner = cls(model, x, imp.GroupMagnitudeImportance(), ignored_layers=[model.head], **kwargs)
+    _zero_grads(model)
+    with pytest.raises(TypeError):
+        pruner.regularize(model, **{k: 1e-3 for k in rejected})
+    tp.pruner.BNScalePruner(model, x, imp.BNScaleImportance(), ignored_layers=[model.head]).regularize(
+        model, reg=1e-3)  # ...while BNScalePruner takes reg
+
+
+REGULARIZING = [
+    (fx.FixedBNScalePruner, imp.BNScaleImportance, {}),
+    (fx.FixedBNScalePruner, imp.BNScaleImportance, {"group_lasso": True}),
+    (fx.FixedGroupNormPruner, imp.GroupMagnitudeImportance, {}),
+    (fx.FixedGroupNormPruner, imp.GroupMagnitudeImportance, {"alpha": 2}),
+    (fx.FixedGrowingRegPruner, imp.GroupMagnitudeImportance, {}),
+]
+
+
+@pytest.mark.parametrize("cls, imp_cls, kwargs", REGULARIZING)
+def test_g_one_regularize_call_for_every_pruner(cls, imp_cls, kwargs):
+    """The same call works everywhere and `reg` scales the penalty linearly."""
+    model, x = make()
+    pruner = cls(model, x, imp_cls(), ignored_layers=[model.head], **kwargs)
+    added = []
+    for reg in (1e-3, 2e-3):
+        _zero_grads(model)
+        assert regularize(pruner, model, reg, bias=False) is True
+        added.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+    assert added[0].abs().sum() > 0
+    torch.testing.assert_close(added[1], 2 * added[0])
+
+
+def test_g_regularize_refuses_unfixed_pruners_and_unknown_args():
+    model, x = make()
+    upstream = tp.pruner.GroupNormPruner(model, x, imp.GroupMagnitudeImportance(), ignored_layers=[model.head])
+    with pytest.raises(TypeError, match="build_pruner"):
+        regularize(upstream, model, 1e-3)
+    plain = fx.FixedBasePruner(model, x, imp.MagnitudeImportance(), ignored_layers=[model.head])
+    _zero_grads(model)
+    assert regularize(plain, model, 1e-3) is False
+    assert all(p.grad.abs().sum() == 0 for p in model.parameters())
+    with pytest.raises(TypeError, match="unknown"):
+        regularize(plain, model, 1e-3, alhpa=2)
