@@ -5,7 +5,6 @@ import os
 
 import numpy as np
 import pytest
-from data_test_helpers import write_image, write_label
 
 from yolocompress.data import labels as L
 from yolocompress.data.labels import check_item, img2label_path, load_labels
@@ -35,7 +34,7 @@ ROW_CASES = {
 
 
 @pytest.mark.parametrize("case", ROW_CASES)
-def test_label_rows(tmp_path, case):
+def test_label_rows(tmp_path, case, write_image, write_label):
     text, status, n, repaired, dropped, words = ROW_CASES[case]
     img = write_image(tmp_path / "images" / "a.jpg")
     lb = write_label(img, text)
@@ -61,23 +60,23 @@ def test_polygon_becomes_its_box():
     np.testing.assert_allclose(labels[0], [1, 0.3, 0.25, 0.4, 0.3], rtol=1e-6)
 
 
-def _truncated_jpeg(path):
+def _truncated_jpeg(path, write_image):
     write_image(path, 32, 32)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
 
 
 @pytest.mark.parametrize("make, words", [
-    (lambda p: p.write_bytes(b"this is not a jpeg at all\xff\xd9"), "cannot be decoded"),
+    (lambda p, w: p.write_bytes(b"this is not a jpeg at all\xff\xd9"), "cannot be decoded"),
     (_truncated_jpeg, "truncated JPEG"),
-    (lambda p: p.write_bytes(b""), "empty image file"),
-    (lambda p: write_image(p, 5, 40), "40x5 px"),
-    (lambda p: write_image(p, 1, 1), "1x1 px"),
+    (lambda p, w: p.write_bytes(b""), "empty image file"),
+    (lambda p, w: w(p, 5, 40), "40x5 px"),
+    (lambda p, w: w(p, 1, 1), "1x1 px"),
 ])
-def test_bad_images_are_skipped(tmp_path, make, words):
+def test_bad_images_are_skipped(tmp_path, make, words, write_image):
     img = tmp_path / "images" / "bad.jpg"
     img.parent.mkdir(parents=True)
-    make(img)
+    make(img, write_image)
     labels, _, warnings, status = check_item(img, nc=1)
     assert status == "skipped" and len(labels) == 0
     assert len(warnings) == 1 and warnings[0].startswith(f"{img}: ") and words in warnings[0]
@@ -91,12 +90,12 @@ def test_non_image_file_is_skipped(tmp_path):
     assert status == "skipped" and "not an image file" in warnings[0]
 
 
-def test_missing_label_is_background_without_warning(tmp_path):
+def test_missing_label_is_background_without_warning(tmp_path, write_image):
     labels, shape, warnings, status = check_item(write_image(tmp_path / "images" / "a.png", 20, 30), nc=1)
     assert status == "background" and warnings == [] and labels.shape == (0, 5) and shape == (20, 30)
 
 
-def _bad_split(tmp_path):
+def _bad_split(tmp_path, write_image, write_label):
     files = [write_image(tmp_path / "images" / "train" / f"{i}.jpg", seed=i) for i in range(6)]
     write_label(files[0], "0 0.5 0.5 0.2 0.2\n")
     write_label(files[1], "0 0.995 0.5 0.02 0.2\n0 0.2 0.2 0.1 0.1\n0 0.2 0.2 0.1 0.1\n")  # 1 clipped, 1 dup
@@ -106,8 +105,8 @@ def _bad_split(tmp_path):
     return files  # files[5] has no label file: background
 
 
-def test_summary_counts_and_warnings(tmp_path, caplog):
-    files = _bad_split(tmp_path)
+def test_summary_counts_and_warnings(tmp_path, caplog, write_image, write_label):
+    files = _bad_split(tmp_path, write_image, write_label)
     with caplog.at_level(logging.INFO, logger="yolocompress.data"):
         index = load_labels(files, nc=2, prefix="train")
     s = index.summary
@@ -118,8 +117,8 @@ def test_summary_counts_and_warnings(tmp_path, caplog):
     assert "train: 5 images, 3 backgrounds, 1 corrupt skipped, 1 rows repaired, 2 rows dropped" in caplog.text
 
 
-def test_cache_reused_then_invalidated(tmp_path, monkeypatch):
-    files = _bad_split(tmp_path)
+def test_cache_reused_then_invalidated(tmp_path, monkeypatch, write_image, write_label):
+    files = _bad_split(tmp_path, write_image, write_label)
     first = load_labels(files, nc=2)
     cache = tmp_path / "labels" / "train.cache"
     data = json.loads(cache.read_text())  # plain JSON, no pickle
@@ -144,8 +143,8 @@ def test_cache_reused_then_invalidated(tmp_path, monkeypatch):
     assert len(calls) == len(files)
 
 
-def test_cache_write_failure_is_not_fatal(tmp_path, monkeypatch, caplog):
-    files = _bad_split(tmp_path)
+def test_cache_write_failure_is_not_fatal(tmp_path, monkeypatch, caplog, write_image, write_label):
+    files = _bad_split(tmp_path, write_image, write_label)
 
     def deny(*a, **k):
         raise PermissionError(13, "Permission denied")
@@ -158,8 +157,19 @@ def test_cache_write_failure_is_not_fatal(tmp_path, monkeypatch, caplog):
     assert [p for p in os.listdir(tmp_path / "labels") if p.endswith(".tmp")] == []
 
 
-def test_cache_disabled_and_corrupt_cache(tmp_path):
-    files = _bad_split(tmp_path)
+def test_read_only_label_folder_gets_no_cache(tmp_path, write_image, write_label):
+    files = _bad_split(tmp_path, write_image, write_label)
+    labels_dir = tmp_path / "labels"
+    labels_dir.chmod(0o555)
+    try:
+        assert load_labels(files, nc=2).summary.images == 5
+        assert not (labels_dir / "train.cache").exists()
+    finally:
+        labels_dir.chmod(0o755)
+
+
+def test_cache_disabled_and_corrupt_cache(tmp_path, write_image, write_label):
+    files = _bad_split(tmp_path, write_image, write_label)
     load_labels(files, nc=2, cache=False)
     cache = tmp_path / "labels" / "train.cache"
     assert not cache.exists()

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torchvision.ops import box_iou as tv_box_iou
 from torchvision.ops import complete_box_iou
 
-from loss_fakes import FakeHead, FakeModel, encode_box, zero_raw
+from .loss_fakes import FakeHead, FakeModel, encode_box, zero_raw
 from yolocompress.engine.boxes import bbox_ciou, box_iou, xywh2xyxy
 from yolocompress.engine.hyp import Hyp
 from yolocompress.engine.loss import DetectionLoss, build_loss, find_candidates
@@ -63,7 +63,8 @@ def test_candidates_hand_case(anchor_t, p4_anchors):
     assert cells[2] == set()  # every P5 anchor is over 4x larger than the box
 
 
-@pytest.mark.parametrize("seed, anchor_t, grids", [(0, 4.0, GRIDS), (1, 2.9, GRIDS), (2, 4.0, [(10, 6), (5, 3), (3, 2)])])
+@pytest.mark.parametrize("seed, anchor_t, grids",
+                         [(0, 4.0, GRIDS), (1, 2.9, GRIDS), (2, 4.0, [(10, 6), (5, 3), (3, 2)])])
 def test_candidates_match_loop_reference(seed, anchor_t, grids):
     targets = random_targets(12, 2, 3, seed).double()
     targets[0, 2:4] = torch.tensor([1.0, 0.0])  # on the image border: cells are clamped into the grid
@@ -139,7 +140,8 @@ def expected_items(loss_fn, raw, targets, hyp):
         t = targets[pos.t]
         txy = t[:, 2:4] * torch.tensor([w, h]) - torch.stack((pos.gi, pos.gj), 1)
         twh = t[:, 4:6] * torch.tensor([w, h])
-        ciou = complete_box_iou(xywh2xyxy(torch.cat((pxy, pwh), 1)), xywh2xyxy(torch.cat((txy, twh), 1))).diagonal()
+        pbox, tbox = xywh2xyxy(torch.cat((pxy, pwh), 1)), xywh2xyxy(torch.cat((txy, twh), 1))
+        ciou = complete_box_iou(pbox, tbox).diagonal()
         lbox += (1 - ciou).mean()
         tobj = torch.zeros(pi.shape[:4])
         tobj[pos.b, pos.a, pos.gj, pos.gi] = ciou.clamp(min=0)
@@ -156,7 +158,8 @@ def expected_items(loss_fn, raw, targets, hyp):
                                  Hyp(fl_gamma=1.5), Hyp(anchor_t=2.9, box=0.1, cls=0.3, obj=0.7)])
 def test_items_equal_official_formulas(hyp):
     torch.manual_seed(0)
-    targets = torch.tensor([[0, 1, 0.3, 0.6, 0.25, 0.375], [1, 2, 0.7, 0.2, 0.5, 0.3], [1, 0, 0.2, 0.8, 0.1, 0.1]])
+    targets = torch.tensor([[0, 1, 0.3, 0.6, 0.25, 0.375], [1, 2, 0.7, 0.2, 0.5, 0.3],
+                            [1, 0, 0.2, 0.8, 0.1, 0.1]])
     raw = [r.normal_(0, 1) for r in zero_raw(2, IMG, IMG)]
     loss_fn = DetectionLoss(FakeModel(), hyp, IMG)
     loss, items = loss_fn(raw, targets)
@@ -189,8 +192,9 @@ def test_gradients_reach_every_output(loss_ota):
 
 
 @pytest.mark.parametrize("nc", [1, 3])
-def test_without_targets_or_classes(nc):
-    loss_fn = DetectionLoss(FakeModel(nc), Hyp(), IMG)
+@pytest.mark.parametrize("loss_ota", [0, 1])
+def test_without_targets_or_classes(nc, loss_ota):
+    loss_fn = build_loss(FakeModel(nc), Hyp(loss_ota=loss_ota), IMG)
     loss, items = loss_fn(zero_raw(2, IMG, IMG, nc), torch.zeros(0, 6))
     assert items[0] == 0 and items[2] == 0 and items[1] > 0
     _, items = loss_fn(zero_raw(1, IMG, IMG, nc), ONE_TARGET[:, :] * torch.tensor([1, 0, 1, 1, 1, 1]))
@@ -211,13 +215,17 @@ def test_build_loss_picks_by_loss_ota_and_unwraps_wrappers():
     assert build_loss(torch.nn.DataParallel(model), Hyp(), IMG).head is model.head
 
 
+def call_with(raw=None, targets=ONE_TARGET):
+    return lambda: DetectionLoss(FakeModel(), Hyp(), IMG)(zero_raw(1, IMG, IMG) if raw is None else raw, targets)
+
+
 @pytest.mark.parametrize("make, error", [
     (lambda: DetectionLoss(torch.nn.Linear(2, 2), Hyp(), IMG), ConfigError),
     (lambda: DetectionLoss(FakeModel(), Hyp(anchor_t=1.0), IMG), ConfigError),
-    (lambda: DetectionLoss(FakeModel(), Hyp(), IMG)(zero_raw(1, IMG, IMG)[:2], ONE_TARGET), ConfigError),
-    (lambda: DetectionLoss(FakeModel(), Hyp(), IMG)(zero_raw(1, IMG, IMG), ONE_TARGET[:, 1:]), DataError),
-    (lambda: DetectionLoss(FakeModel(), Hyp(), IMG)(zero_raw(1, IMG, IMG), ONE_TARGET + torch.tensor([0, 5, 0, 0, 0, 0])), DataError),
-    (lambda: DetectionLoss(FakeModel(), Hyp(), IMG)(zero_raw(1, IMG, IMG), ONE_TARGET + torch.tensor([1, 0, 0, 0, 0, 0])), DataError),
+    (call_with(raw=zero_raw(1, IMG, IMG)[:2]), ConfigError),  # a level missing
+    (call_with(targets=ONE_TARGET[:, 1:]), DataError),  # no image column
+    (call_with(targets=ONE_TARGET + torch.tensor([0, 5, 0, 0, 0, 0])), DataError),  # class 6 of 3
+    (call_with(targets=ONE_TARGET + torch.tensor([1, 0, 0, 0, 0, 0])), DataError),  # image 1 of a batch of 1
 ])
 def test_user_errors_are_one_line(make, error):
     with pytest.raises(error) as e:
@@ -231,7 +239,8 @@ def test_training_on_a_fixed_target_lowers_the_loss(loss_ota):
     model = FakeModel()
     loss_fn = build_loss(model, Hyp(loss_ota=loss_ota), IMG)
     x = torch.rand(2, 3, IMG, IMG)
-    targets = torch.tensor([[0, 1, 0.3, 0.6, 0.25, 0.375], [1, 2, 0.6, 0.4, 0.5, 0.3], [1, 0, 0.2, 0.2, 0.1, 0.15]])
+    targets = torch.tensor([[0, 1, 0.3, 0.6, 0.25, 0.375], [1, 2, 0.6, 0.4, 0.5, 0.3],
+                            [1, 0, 0.2, 0.2, 0.1, 0.15]])
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     losses = []
     for _ in range(30):

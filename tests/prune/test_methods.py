@@ -4,12 +4,13 @@ import dataclasses
 import pytest
 import torch
 import torch_pruning as tp
-from tiny_nets import OUTPUT_SHAPE, macs, make
 
 from yolocompress.errors import ConfigError
 from yolocompress.prune import tp_fixes as fx
 from yolocompress.prune.methods import (METHODS, PruneMethod, accumulate_gradients, build_pruner,
                                         get_method, regularize, split_detection_batch)
+
+from .tiny_nets import OUTPUT_SHAPE, macs, make
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 imp = tp.importance

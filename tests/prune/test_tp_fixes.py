@@ -8,10 +8,11 @@ import logging
 import pytest
 import torch
 import torch_pruning as tp
-from tiny_nets import macs, make
 
 from yolocompress.prune import tp_fixes as fx
 from yolocompress.prune.methods import regularize
+
+from .tiny_nets import macs, make
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 imp = tp.importance
@@ -221,3 +222,22 @@ def test_g_regularize_refuses_unfixed_pruners_and_unknown_args():
     assert all(p.grad.abs().sum() == 0 for p in model.parameters())
     with pytest.raises(TypeError, match="unknown"):
         regularize(plain, model, 1e-3, alhpa=2)
+
+
+# extra: after step() the regularisers keep groups of the unpruned model
+@pytest.mark.parametrize("upstream, ours, imp_cls, kwargs", [
+    (tp.pruner.BNScalePruner, fx.FixedBNScalePruner, imp.BNScaleImportance, {"group_lasso": True}),
+    (tp.pruner.GroupNormPruner, fx.FixedGroupNormPruner, imp.GroupMagnitudeImportance, {}),
+    (tp.pruner.GrowingRegPruner, fx.FixedGrowingRegPruner, imp.GroupMagnitudeImportance, {}),
+])
+def test_regularizer_groups_follow_step(upstream, ours, imp_cls, kwargs):
+    for cls in (upstream, ours):
+        model, x = make()
+        pruner = cls(model, x, imp_cls(), pruning_ratio=0.5, ignored_layers=[model.head], **kwargs)
+        pruner.step()
+        model(x).square().mean().backward()
+        if cls is upstream:
+            with pytest.raises(IndexError):
+                pruner.regularize(model)
+        else:
+            assert regularize(pruner, model, 1e-3) is True

@@ -267,14 +267,17 @@ def seed_worker(worker_id: int) -> None:
 def create_dataloader(files, img_size: int, batch_size: int, stride: int, hyp: Hyp | None = None,
                       augment: bool = False, rect: bool = False, pad: float = 0.0, workers: int = 8,
                       shuffle: bool = False, seed: int = 0, nc: int = 80, prefix: str = "",
-                      distributed: bool = False):
-    """A YoloDataset and its DataLoader; the same seed gives the same batches (order and augmentation)."""
+                      distributed: bool = False, cache: bool = True):
+    """A YoloDataset and its DataLoader; the same seed gives the same batches (order and augmentation).
+
+    `cache=False` never writes the label cache (for data on shared or read-only storage).
+    """
     if rect and shuffle:
         LOGGER.warning(f"{prefix or 'dataset'}: rect batches cannot be shuffled; shuffle turned off")
         shuffle = False
     rank = torch.distributed.get_rank() if distributed and torch.distributed.is_initialized() else 0
     dataset = YoloDataset(files, img_size, batch_size, augment, hyp, rect, stride, pad, nc, prefix,
-                          seed=seed + rank)
+                          cache=cache, seed=seed + rank)
     batch_size = min(batch_size, len(dataset))
     nw = max(0, min(os.cpu_count() or 1, batch_size if batch_size > 1 else 0, workers))
     sampler = DistributedSampler(dataset, shuffle=shuffle, seed=seed) if distributed else None
@@ -282,5 +285,5 @@ def create_dataloader(files, img_size: int, batch_size: int, stride: int, hyp: H
     generator.manual_seed(seed + rank)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
                         num_workers=nw, pin_memory=torch.cuda.is_available(), collate_fn=YoloDataset.collate_fn,
-                        worker_init_fn=seed_worker, generator=generator, persistent_workers=nw > 0)
+                        worker_init_fn=seed_worker, generator=generator)  # workers restart each epoch: per-epoch seeding makes resume exact
     return loader, dataset

@@ -222,6 +222,9 @@ def _to_record(stamps, item: ItemCheck) -> dict:
             "status": item.status, "repaired": item.repaired, "dropped": item.dropped}
 
 
+_RECORD_KEYS = {"stamps", "labels", "shape", "warnings", "status", "repaired", "dropped"}
+
+
 def _from_record(rec: dict) -> ItemCheck:
     labels = np.array(rec["labels"], np.float32).reshape(-1, 5)
     return ItemCheck(labels, tuple(rec["shape"]), list(rec["warnings"]), rec["status"], rec["repaired"],
@@ -256,6 +259,14 @@ def _write_cache(path: Path, nc: int, items: dict) -> bool:
         return False
 
 
+def _writable(folder: Path) -> bool:
+    """A folder we may write into; a folder with no write bit counts as read-only even for root."""
+    try:
+        return folder.is_dir() and bool(folder.stat().st_mode & 0o222) and os.access(folder, os.W_OK)
+    except OSError:
+        return False
+
+
 def _check_all(files: Iterable[Path], nc: int) -> list[ItemCheck]:
     files = list(files)
     if len(files) < 32:
@@ -273,32 +284,35 @@ def load_labels(files: Sequence[str | Path], nc: int, prefix: str = "", cache: b
     records, stale = {}, []
     for f, st in zip(files, stamps):
         rec = old.get(str(f))
-        if rec is not None and rec.get("stamps") == st:
+        if isinstance(rec, dict) and _RECORD_KEYS <= rec.keys() and rec["stamps"] == st:
             records[str(f)] = rec
         else:
             stale.append((f, st))
     from_cache = len(records)
     for (f, st), item in zip(stale, _check_all((f for f, _ in stale), nc)):
         records[str(f)] = _to_record(st, item)
-    if cache and cpath and cpath.parent.is_dir() and (stale or len(old) != len(records)):
-        _write_cache(cpath, nc, records)
+    if cache and cpath and (stale or len(old) != len(records)):
+        if _writable(cpath.parent):
+            _write_cache(cpath, nc, records)
+        else:
+            LOGGER.info(f"{cpath.parent}: read-only, label cache not written")
 
-    summary, index = LabelSummary(), LabelIndex([], [], [], LabelSummary(), from_cache=from_cache)
+    index = LabelIndex([], [], [], LabelSummary(), from_cache=from_cache)
+    s = index.summary
     for f in files:
         item = _from_record(records[str(f)])
         index.warnings += item.warnings
-        summary.repaired += item.repaired
-        summary.dropped += item.dropped
+        s.repaired += item.repaired
+        s.dropped += item.dropped
         if item.status == "skipped":
-            summary.skipped += 1
+            s.skipped += 1
             continue
-        summary.images += 1
-        summary.backgrounds += item.status == "background"
+        s.images += 1
+        s.backgrounds += item.status == "background"
         index.files.append(f)
         index.labels.append(item.labels)
         index.shapes.append(item.shape)
-    index.summary = summary
     for w in index.warnings:
         LOGGER.warning(w)
-    LOGGER.info(summary.line(prefix) + (f" (cache: {from_cache} reused)" if from_cache else ""))
+    LOGGER.info(s.line(prefix) + (f" (cache: {from_cache} reused)" if from_cache else ""))
     return index

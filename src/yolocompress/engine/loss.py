@@ -47,7 +47,7 @@ class Positives:
 
 def find_candidates(targets: Tensor, grids: list[tuple[int, int]], anchors: Tensor,
                     anchor_t: float) -> list[Positives]:
-    """Per level, the (anchor, cell) pairs that may predict each target (YOLOv5 build_targets, YOLOv7 find_3_positive).
+    """Per level, the (anchor, cell) pairs that may predict each target (v5 build_targets = v7 find_3_positive).
 
     An anchor qualifies when neither side ratio target/anchor (or its inverse) reaches `anchor_t`; each
     qualifying anchor is tried in the target's own cell and in the two neighbour cells nearest its centre.
@@ -162,7 +162,8 @@ class DetectionLoss:
                 t = targets[pos.t]
                 size = t.new_tensor([pi.shape[3], pi.shape[2]])
                 tbox = torch.cat((t[:, 2:4] * size - torch.stack((pos.gi, pos.gj), 1), t[:, 4:6] * size), 1)
-                pbox = torch.cat((ps[:, :2].sigmoid() * 2 - 0.5, (ps[:, 2:4].sigmoid() * 2) ** 2 * anchors[i][pos.a]), 1)
+                pwh = (ps[:, 2:4].sigmoid() * 2) ** 2 * anchors[i][pos.a]
+                pbox = torch.cat((ps[:, :2].sigmoid() * 2 - 0.5, pwh), 1)
                 iou = bbox_ciou(pbox, tbox)
                 lbox = lbox + (1.0 - iou).mean()
                 tobj[pos.b, pos.a, pos.gj, pos.gi] = iou.detach().clamp(min=0)

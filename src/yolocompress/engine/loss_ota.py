@@ -67,8 +67,8 @@ class OTADetectionLoss(DetectionLoss):
         cand_order = torch.sort(cand.b, stable=True).indices
         tgt_img = targets[:, 0].long()
         tgt_order = torch.sort(tgt_img, stable=True).indices
-        cand_counts = torch.bincount(cand.b, minlength=bs).tolist()
-        tgt_counts = torch.bincount(tgt_img, minlength=bs).tolist()
+        cand_counts, tgt_counts = torch.stack((torch.bincount(cand.b, minlength=bs),
+                                               torch.bincount(tgt_img, minlength=bs))).tolist()
         fg = torch.zeros(len(cand), dtype=torch.bool, device=targets.device)
         owner = torch.zeros(len(cand), dtype=torch.long, device=targets.device)
         c0 = t0 = 0

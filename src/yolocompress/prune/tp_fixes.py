@@ -120,7 +120,8 @@ class FixedGrowingRegPruner(_FreshContainers, _RegularizerFollowsStep, tp.pruner
     d: `update_regularizer()` rebuilds `group_reg` at the base value, wiping the growth
        accumulated by `update_reg()`. We carry each surviving channel's coefficient over, using the
        dependency graph's pruning history to know which channels were removed.
-    `regularize()` also takes `reg`: the coefficients are scaled by `reg / base_reg` for this call.
+    `regularize()` also takes `reg`: the coefficients are scaled by `reg / base_reg` for this call
+    (no scaling when base_reg is 0, where only the growth is applied).
     """
 
     def __init__(self, model, example_inputs, importance, **kwargs: Any):
@@ -142,8 +143,9 @@ class FixedGrowingRegPruner(_FreshContainers, _RegularizerFollowsStep, tp.pruner
             if name in old and len(kept[name]) == len(group[0].idxs):
                 self.group_reg[group] = old[name][kept[name]].clone()
 
+    @torch.no_grad()
     def regularize(self, model, reg=None, bias=False):
-        scale = 1.0 if reg is None else reg / self.base_reg
+        scale = 1.0 if reg is None or self.base_reg == 0 else reg / self.base_reg
         for group in self._groups:
             imp = self.estimate_importance(group)
             if imp is None or torch.isnan(imp).any():

@@ -1,0 +1,96 @@
+"""Library entry points of the engine: what `yolocompress train` and `yolocompress val` run."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from ..data.dataset import load_data_config
+from ..errors import CheckpointError, ConfigError
+from ..models.builder import Model
+from ..models.checkpoint import load_model, read_checkpoint
+from ..models.registry import load_user_modules
+from .callbacks import Callback
+from .hyp import Hyp
+from .options import TrainOptions
+from .rundir import increment_path
+from .trainer import Trainer, TrainResult
+from .validator import Validator
+
+LOGGER = logging.getLogger("yolocompress")
+
+
+def model_for_data(weights: str | None, cfg: str | None, data, modules=()):
+    """Load `weights` (ours or official) or build `cfg` for the dataset's classes; checks the class count."""
+    load_user_modules(modules)
+    if weights:
+        model, ckpt = load_model(weights, nc=data.nc)
+        model.names = list(data.names)
+        return model, ckpt
+    if not cfg:
+        raise ConfigError("give --weights W.pt (to start from a checkpoint) or --cfg MODEL.yaml (to start from scratch)")
+    return Model(cfg, nc=data.nc, names=data.names), None
+
+
+def find_resume_checkpoint(resume, project: str = "runs/train") -> Path:
+    """--resume PATH (a last.pt or its run folder) or the newest last.pt under the project folder."""
+    if resume not in (True, None, "", "True"):
+        p = Path(resume)
+        p = p / "weights" / "last.pt" if p.is_dir() else p
+        if not p.is_file():
+            raise CheckpointError(f"--resume: no checkpoint at {p}")
+        return p
+    found = sorted(Path(project).glob("*/weights/last.pt"), key=lambda q: q.stat().st_mtime)
+    if not found:
+        raise CheckpointError(f"--resume: no last.pt under {project}/*/weights/; give the path of the run to resume")
+    return found[-1]
+
+
+def train(opts: TrainOptions, *, weights: str | None = None, cfg: str | None = None, hyp: str | Hyp | None = None,
+          resume=None, callbacks_factory=None, meta: dict | None = None, model=None) -> TrainResult:
+    """Train from scratch (cfg), from weights, or resume an interrupted run.
+
+    `callbacks_factory(model, data) -> list[Callback]` lets sparse training and distillation add their callbacks
+    (built after the model exists, e.g. to size adapters). `model` may be given directly (a pruned model).
+    """
+    resume_state, save_dir = None, None
+    if resume:
+        last = find_resume_checkpoint(resume, opts.project)
+        ckpt = read_checkpoint(last)
+        if not ckpt.get("train_state"):
+            raise CheckpointError(f"{last}: holds no training state to resume (only last.pt of a run does)")
+        saved = dict(ckpt["meta"].get("opt") or {})
+        opts = TrainOptions(**{**saved, **{k: v for k, v in (("device", opts.device), ("workers", opts.workers))
+                                           if v not in ("", None)}})
+        hyp = Hyp.from_dict(ckpt["meta"]["hyp"])
+        meta = {**(ckpt["meta"] or {}), **(meta or {})}
+        save_dir = last.parent.parent
+        resume_state = ckpt["train_state"]
+        weights = str(last)
+        LOGGER.info(f"resuming {save_dir} from epoch {resume_state['epoch'] + 2}")
+    data = load_data_config(opts.data)
+    if model is None:
+        model, _ = model_for_data(weights, cfg, data, opts.modules)
+    else:
+        load_user_modules(opts.modules)
+    if hyp is None:
+        hyp = Hyp.default_for(model.yaml)
+    elif not isinstance(hyp, Hyp):
+        hyp = Hyp.load(hyp)
+    if save_dir is None:
+        save_dir = increment_path(Path(opts.project) / opts.name, opts.exist_ok)
+    callbacks: list[Callback] = callbacks_factory(model, data) if callbacks_factory else []
+    trainer = Trainer(model, data, hyp, opts, save_dir, callbacks=callbacks, resume_state=resume_state, meta=meta)
+    return trainer.fit()
+
+
+def val(weights: str, data: str, imgsz: int = 640, batch_size: int = 32, device: str = "", workers: int = 8,
+        conf_thres: float = 0.001, iou_thres: float = 0.6, max_det: int = 300, modules=(), model=None) -> dict:
+    """Validate a checkpoint (ours or official) on the dataset's val split, as official val.py."""
+    d = load_data_config(data)
+    if model is None:
+        model, _ = model_for_data(weights, None, d, modules)
+    from .options import check_imgsz
+    stride = max(int(model.stride.max()), 32)
+    imgsz = check_imgsz(imgsz, stride)
+    v = Validator(d, imgsz, batch_size, device, workers, conf_thres, iou_thres, max_det, stride=stride)
+    return v.run(model)

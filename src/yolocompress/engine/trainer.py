@@ -1,0 +1,345 @@
+"""The training loop of the official recipes (SGD with three parameter groups, warmup, linear/cosine LR,
+gradient accumulation to a nominal batch, EMA, AMP on CUDA), with callbacks for everything else.
+
+The trainer knows nothing of pruning or distillation: those plug in as `Callback`s (see callbacks.py).
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import yaml
+from tqdm import tqdm
+
+from ..data.dataset import DataConfig, create_dataloader
+from ..errors import TrainingError
+from ..models.checkpoint import save_checkpoint
+from . import distributed as dist
+from .callbacks import Callback, StepOutputs
+from .device import select_device
+from .ema import ModelEMA, unwrap
+from .hyp import Hyp
+from .loss import build_loss
+from .metrics import fitness
+from .options import TrainOptions, check_imgsz
+from .rundir import ResultsCSV, atomic_write_text
+from .validator import Validator
+
+LOGGER = logging.getLogger("yolocompress")
+LOSS_NAMES = ("box_loss", "obj_loss", "cls_loss")
+
+
+def seed_everything(seed: int, deterministic: bool = True) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.cuda.manual_seed_all(seed)
+    if deterministic:
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+
+
+def build_optimizer(model: nn.Module, hyp: Hyp, extra_params=(), lr: float | None = None) -> torch.optim.Optimizer:
+    """SGD (nesterov): group 0 biases (warmup bias lr), group 1 weights with decay, group 2 norm weights without."""
+    decay, no_decay, biases = [], [], []
+    norm_types = tuple(v for k, v in vars(nn).items() if "Norm" in k and isinstance(v, type))
+    for module in model.modules():
+        for name, p in module.named_parameters(recurse=False):
+            if not p.requires_grad:
+                continue
+            if name == "bias":
+                biases.append(p)
+            elif name == "weight" and isinstance(module, norm_types):
+                no_decay.append(p)
+            else:
+                decay.append(p)
+    decay += [p for p in extra_params if p.requires_grad]
+    opt = torch.optim.SGD(biases, lr=lr or hyp.lr0, momentum=hyp.momentum, nesterov=True)
+    opt.add_param_group({"params": decay, "weight_decay": hyp.weight_decay})
+    opt.add_param_group({"params": no_decay, "weight_decay": 0.0})
+    return opt
+
+
+def lr_lambda(opts: TrainOptions, hyp: Hyp):
+    if opts.cos_lr:
+        return lambda x: ((1 - math.cos(x * math.pi / opts.epochs)) / 2) * (hyp.lrf - 1) + 1
+    return lambda x: (1 - x / opts.epochs) * (1.0 - hyp.lrf) + hyp.lrf
+
+
+@dataclass
+class TrainResult:
+    save_dir: Path
+    best: Path
+    last: Path
+    metrics: dict
+    epochs_done: int
+
+
+class Trainer:
+    """Train `model` on `data` with `hyp` and `opts`, writing everything to `save_dir`.
+
+    `resume_state` (the `train_state` of a last.pt) continues an interrupted run at its next epoch.
+    `meta` goes into every checkpoint (e.g. which sparse method produced it).
+    """
+
+    def __init__(self, model: nn.Module, data: DataConfig, hyp: Hyp, opts: TrainOptions, save_dir: Path,
+                 callbacks: list[Callback] | None = None, resume_state: dict | None = None, meta: dict | None = None):
+        self.opts, self.hyp, self.data = opts.check(), hyp, data
+        self.save_dir = Path(save_dir)
+        self.callbacks = list(callbacks or [])
+        self.resume_state = resume_state
+        self.meta = dict(meta or {})
+        self.rank, self.world = dist.rank(), dist.world_size()
+        self.device = dist.device_for_rank(select_device(opts.device))
+        self.model = model.to(self.device)
+        self.stride = max(int(unwrap(model).stride.max()), 32)
+        self.imgsz = check_imgsz(opts.imgsz, self.stride)
+        self.wdir = self.save_dir / "weights"
+        self.best_fitness, self.start_epoch, self.epoch = 0.0, 0, 0
+        self.metrics: dict = {}
+
+    @property
+    def main(self) -> bool:
+        return self.rank in (-1, 0)
+
+    # ---- set-up -------------------------------------------------------------------------------------
+    def _setup(self):
+        opts, hyp = self.opts, self.hyp
+        seed_everything(opts.seed + max(self.rank, 0))
+        if self.main:
+            self.wdir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.save_dir / "hyp.yaml", yaml.safe_dump(hyp.to_dict(), sort_keys=False))
+            atomic_write_text(self.save_dir / "opt.yaml", yaml.safe_dump(opts.to_dict(), sort_keys=False))
+        m = unwrap(self.model)
+        hyp.label_smoothing = opts.label_smoothing or hyp.label_smoothing
+        batch = opts.batch_size // max(self.world, 1)
+        self.accumulate = max(round(opts.nbs / opts.batch_size), 1)
+        self.hyp_wd = hyp.weight_decay * opts.batch_size * self.accumulate / opts.nbs
+        for cb in self.callbacks:
+            cb.on_train_start(self)
+        extra = [p for cb in self.callbacks for p in cb.extra_parameters()]
+        self.optimizer = build_optimizer(m, Hyp(**{**hyp.to_dict(), "weight_decay": self.hyp_wd}), extra)
+        self.lf = lr_lambda(opts, hyp)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda=self.lf)
+        self.ema = ModelEMA(m) if self.main else None
+        self.amp = opts.amp and self.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        if self.resume_state:
+            self._load_resume_state(self.resume_state)
+        if self.world > 1:
+            if opts.sync_bn:
+                self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+            self.model = dist.wrap_ddp(self.model, self.device)
+        self.train_loader, self.train_set = create_dataloader(
+            self.data.train, self.imgsz, batch, self.stride, hyp, augment=True, rect=False, workers=opts.workers,
+            shuffle=True, seed=opts.seed, nc=self.data.nc, prefix="train", distributed=self.world > 1)
+        self.validator = Validator(self.data, self.imgsz, batch_size=batch * 2, device=self.device,
+                                   workers=opts.workers) if self.main and not opts.noval else None
+        self.loss_fn = build_loss(m, hyp, self.imgsz)
+        self.capture = sorted({i for cb in self.callbacks for i in cb.capture_layers()})
+        self.results = ResultsCSV(self.save_dir / "results.csv") if self.main else None
+        if self.results is not None:
+            self.results.truncate(self.start_epoch)
+        self.tb = self._tensorboard() if self.main else None
+
+    def _tensorboard(self):
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+            return SummaryWriter(str(self.save_dir))
+        except Exception as e:  # TensorBoard is optional at run time: training must not die for a log
+            LOGGER.warning(f"TensorBoard logging disabled: {e}")
+            return None
+
+    def _load_resume_state(self, st: dict):
+        m = unwrap(self.model)
+        m.load_state_dict(st["model"])
+        self.optimizer.load_state_dict(st["optimizer"])
+        if self.ema is not None and st.get("ema") is not None:
+            self.ema.ema.load_state_dict(st["ema"])
+            self.ema.updates = int(st.get("ema_updates", 0))
+        if st.get("scaler") and self.amp:
+            self.scaler.load_state_dict(st["scaler"])
+        self.start_epoch = int(st["epoch"]) + 1
+        self.best_fitness = float(st.get("best_fitness", 0.0))
+        for cb, cst in zip(self.callbacks, st.get("callbacks", [])):
+            cb.load_state_dict(cst)
+        self.scheduler.last_epoch = self.start_epoch - 1
+        self.scheduler.step()  # sets the lr of start_epoch
+        if self.start_epoch >= self.opts.epochs:
+            raise TrainingError(f"nothing to resume: all {self.opts.epochs} epochs are done "
+                                f"(use --weights {self.wdir / 'last.pt'} to train further)")
+
+    # ---- the loop -----------------------------------------------------------------------------------
+    def fit(self) -> TrainResult:
+        self._setup()
+        opts, hyp = self.opts, self.hyp
+        nb = len(self.train_loader)
+        nw = max(round(hyp.warmup_epochs * nb), 100) if hyp.warmup_epochs > 0 else -1
+        last_opt_step = -1
+        total_iters = opts.epochs * nb
+        if self.main:
+            LOGGER.info(f"training {opts.epochs - self.start_epoch} epochs, {len(self.train_set)} images, "
+                        f"batch {opts.batch_size}, imgsz {self.imgsz}, device {self.device}; results in {self.save_dir}")
+        t_start = time.time()
+        for epoch in range(self.start_epoch, opts.epochs):
+            self.epoch = epoch
+            self.model.train()
+            self._reseed_epoch(epoch)
+            mloss = torch.zeros(3, device=self.device)
+            extra_sums: dict[str, float] = {}
+            pbar = enumerate(self.train_loader)
+            if self.main:
+                pbar = tqdm(pbar, total=nb, desc=f"{epoch + 1}/{opts.epochs}", leave=True,
+                            bar_format="{l_bar}{bar:10}{r_bar}", disable=os.environ.get("YOLOCOMPRESS_NO_BAR") == "1")
+            self.optimizer.zero_grad()
+            n_imgs, t_epoch = 0, time.time()
+            for i, (imgs, targets, _paths, _shapes) in pbar:
+                ni = i + nb * epoch
+                imgs = imgs.to(self.device, non_blocking=True).float() / 255
+                n_imgs += imgs.shape[0]
+                if ni <= nw:
+                    self._warmup(ni, nw, epoch)
+                    self.accumulate = max(1, int(np.interp(ni, [0, nw], [1, opts.nbs / opts.batch_size]).round()))
+                with torch.autocast(self.device.type, enabled=self.amp):
+                    out = self.model(imgs, capture=self.capture) if self.capture else self.model(imgs)
+                    raw, feats = (out if self.capture else (out, {}))
+                    loss, items = self.loss_fn(raw, targets.to(self.device))
+                    step = StepOutputs(imgs, targets, raw, feats, epoch, ni, total_iters)
+                    terms = {}
+                    for cb in self.callbacks:
+                        terms.update(cb.loss_terms(self, step))
+                self._check_finite(loss, items, terms, epoch, i)
+                for v in terms.values():
+                    loss = loss + v.float() * imgs.shape[0]
+                if self.world > 1:
+                    loss = loss * self.world
+                self.scaler.scale(loss).backward()
+                if ni - last_opt_step >= self.accumulate:
+                    self._optimizer_step()
+                    last_opt_step = ni
+                mloss = (mloss * i + items.to(self.device)) / (i + 1)
+                for k, v in terms.items():
+                    extra_sums[k] = (extra_sums.get(k, 0.0) * i + float(v.detach())) / (i + 1)
+                if self.main and hasattr(pbar, "set_postfix"):
+                    pbar.set_postfix({n.split("_")[0]: f"{v:.4f}" for n, v in zip(LOSS_NAMES, mloss.tolist())}
+                                     | {k: f"{v:.4f}" for k, v in extra_sums.items()}, refresh=False)
+            lrs = [g["lr"] for g in self.optimizer.param_groups]
+            self.scheduler.step()
+            train_time = time.time() - t_epoch
+            if self.main:
+                self._end_epoch(epoch, mloss, extra_sums, lrs, n_imgs, train_time)
+            if self.world > 1:
+                dist.barrier()
+            if self._stop_early(epoch):
+                break
+        for cb in self.callbacks:
+            cb.on_train_end(self)
+        if self.main:
+            LOGGER.info(f"{opts.epochs - self.start_epoch} epochs done in {(time.time() - t_start) / 3600:.3f} h")
+            if self.tb is not None:
+                self.tb.close()
+            self._plot_results()
+        return TrainResult(self.save_dir, self.wdir / "best.pt", self.wdir / "last.pt", self.metrics, self.epoch + 1)
+
+    def _reseed_epoch(self, epoch: int):
+        """Each epoch's data order and augmentation follow from (seed, epoch), so a resumed run sees the same data."""
+        seed = self.opts.seed + epoch * 1000 + max(self.rank, 0)
+        gen = getattr(self.train_loader, "generator", None)
+        if gen is not None:
+            gen.manual_seed(seed)
+        sampler = getattr(self.train_loader, "sampler", None)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+        self.train_set.rng = np.random.default_rng(seed)
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+
+    def _warmup(self, ni: int, nw: int, epoch: int):
+        for j, g in enumerate(self.optimizer.param_groups):
+            start = self.hyp.warmup_bias_lr if j == 0 else 0.0
+            g["lr"] = float(np.interp(ni, [0, nw], [start, g["initial_lr"] * self.lf(epoch)]))
+            if "momentum" in g:
+                g["momentum"] = float(np.interp(ni, [0, nw], [self.hyp.warmup_momentum, self.hyp.momentum]))
+
+    def _optimizer_step(self):
+        self.scaler.unscale_(self.optimizer)
+        for cb in self.callbacks:
+            cb.after_backward(self)
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm=self.opts.max_grad_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad()
+        if self.ema is not None:
+            self.ema.update(self.model)
+
+    def _check_finite(self, loss, items, terms, epoch, i):
+        if torch.isfinite(loss) and all(torch.isfinite(v) for v in terms.values()):
+            return
+        bad = [n for n, v in zip(LOSS_NAMES, items.tolist()) if not math.isfinite(v)]
+        bad += [k for k, v in terms.items() if not torch.isfinite(v)]
+        last = self.wdir / "last.pt"
+        kept = f"; the last good checkpoint is {last}" if last.exists() else ""
+        raise TrainingError(f"the loss became NaN/inf at epoch {epoch + 1}, batch {i} (component: "
+                            f"{', '.join(bad) or 'total'}){kept}; lower the learning rate or the loss weights")
+
+    def _stop_early(self, epoch: int) -> bool:
+        best_epoch = int(self.meta.get("best_epoch", epoch))
+        return epoch - best_epoch >= self.opts.patience
+
+    def _end_epoch(self, epoch, mloss, extra_sums, lrs, n_imgs, train_time):
+        opts = self.opts
+        final = epoch + 1 == opts.epochs
+        if self.validator is not None and (final or (epoch + 1) % max(opts.val_every, 1) == 0):
+            self.metrics = self.validator.run(self.ema.ema, loss_fn=self.loss_fn)
+        row = {"epoch": epoch, **{f"train/{n}": float(v) for n, v in zip(LOSS_NAMES, mloss.tolist())}}
+        row.update({f"train/{k}": v for k, v in extra_sums.items()})
+        total = float(mloss.sum()) + sum(extra_sums.values())
+        for k, v in extra_sums.items():
+            row[f"train/{k}_share"] = v / total if total else 0.0
+        if self.metrics:
+            row.update({"metrics/precision": self.metrics["precision"], "metrics/recall": self.metrics["recall"],
+                        "metrics/mAP50": self.metrics["mAP50"], "metrics/mAP50-95": self.metrics["mAP50-95"]})
+            row.update({f"val/{n}": float(v) for n, v in zip(LOSS_NAMES, self.metrics.get("loss", [0, 0, 0]))})
+        row.update({f"x/lr{j}": lr for j, lr in enumerate(lrs)})
+        row["train/images_per_s"] = n_imgs * max(self.world, 1) / max(train_time, 1e-9)
+        for cb in self.callbacks:
+            row.update(cb.on_epoch_end(self, epoch) or {})
+        fit = fitness(self.metrics) if self.metrics else 0.0
+        is_best = fit >= self.best_fitness
+        if is_best:
+            self.best_fitness = fit
+            self.meta["best_epoch"] = epoch
+        self._save(epoch, is_best, final)
+        self.results.append(row)
+        if self.tb is not None:
+            for k, v in row.items():
+                if k != "epoch" and isinstance(v, (int, float)):
+                    self.tb.add_scalar(k, v, epoch)
+
+    def _save(self, epoch: int, is_best: bool, final: bool):
+        m = unwrap(self.model)
+        meta = {**self.meta, "epoch": epoch, "best_fitness": self.best_fitness, "hyp": self.hyp.to_dict(),
+                "opt": self.opts.to_dict(), "metrics": {k: v for k, v in self.metrics.items() if k != "per_class"}}
+        state = {"epoch": epoch, "model": m.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "ema": self.ema.ema.state_dict(), "ema_updates": self.ema.updates,
+                 "scaler": self.scaler.state_dict() if self.amp else None, "best_fitness": self.best_fitness,
+                 "callbacks": [cb.state_dict() for cb in self.callbacks]}
+        extra = {cb.name: cb.state_dict() for cb in self.callbacks if cb.state_dict()}
+        save_checkpoint(self.wdir / "last.pt", self.ema.ema, train_state=state, meta=meta, extra=extra)
+        if is_best:
+            save_checkpoint(self.wdir / "best.pt", self.ema.ema, meta=meta)
+
+    def _plot_results(self):
+        try:
+            from ..report.plots import plot_results
+            plot_results(self.save_dir / "results.csv", self.save_dir / "results.png")
+        except Exception as e:  # a plot must never cost the user their run
+            LOGGER.warning(f"results.png not written: {e}")

@@ -1,0 +1,126 @@
+"""ONNX export of a detector: fused, eval mode, one input `images` and one output `output0` (decoded `pred`).
+
+The legacy TorchScript exporter (`dynamo=False`) is used: it needs no onnxscript, is fast, and handles the
+heads' grid construction under tracing; the export runs on a copy so the caller's model is left untouched.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from ..errors import CheckpointError, ConfigError
+from ..engine.device import select_device
+
+INPUT_NAME, OUTPUT_NAME = "images", "output0"
+
+
+class PredOnly(nn.Module):
+    """Eval-mode detector that returns only the decoded predictions `[B, N, 5 + nc]`."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model(x)[0]
+
+
+def _check_args(imgsz: int, batch_size: int, stride: int):
+    if isinstance(imgsz, bool) or not isinstance(imgsz, int) or imgsz <= 0 or imgsz % stride:
+        raise ConfigError(f"export: --imgsz {imgsz!r} must be a positive multiple of the model stride {stride}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"export: --batch-size {batch_size!r} must be a positive integer")
+
+
+def inference_copy(model: nn.Module, device: torch.device, half: bool = False) -> PredOnly:
+    """A fused eval-mode copy of `model` on `device`, wrapped to return `pred` only."""
+    m = copy.deepcopy(model).to(device).float().eval()
+    if hasattr(m, "fuse"):
+        m.fuse()
+    for p in m.parameters():
+        p.requires_grad_(False)
+    wrapped = PredOnly(m).eval()
+    return wrapped.half() if half else wrapped
+
+
+def _model_stride(model: nn.Module) -> int:
+    s = getattr(model, "stride", None)
+    return int(s.max()) if isinstance(s, torch.Tensor) and s.numel() else 32
+
+
+def export_onnx(model: nn.Module, path, imgsz: int = 640, batch_size: int = 1, dynamic: bool = False,
+                half: bool = False, opset: int = 17, device="cpu") -> Path:
+    """Write `model` as ONNX to `path` atomically; returns the path. `half` needs a CUDA device."""
+    import onnx
+
+    dev = select_device(device)
+    if half and dev.type != "cuda":
+        raise ConfigError(f"export: --half needs a CUDA device (got {dev}); drop --half or use --device 0")
+    _check_args(imgsz, batch_size, _model_stride(model))
+    net = inference_copy(model, dev, half)
+    x = torch.zeros(batch_size, 3, imgsz, imgsz, device=dev, dtype=torch.float16 if half else torch.float32)
+    axes = {INPUT_NAME: {0: "batch", 2: "height", 3: "width"}, OUTPUT_NAME: {0: "batch", 1: "anchors"}} \
+        if dynamic else None
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".onnx.tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=DeprecationWarning)  # legacy exporter notice
+            warnings.simplefilter("ignore", category=getattr(torch.jit, "TracerWarning", UserWarning))
+            torch.onnx.export(net, (x,), tmp, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                              opset_version=opset, dynamic_axes=axes, do_constant_folding=True, dynamo=False)
+        proto = onnx.load(tmp)
+        onnx.checker.check_model(proto)
+        _add_metadata(proto, model, imgsz)
+        onnx.save(proto, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _add_metadata(proto, model: nn.Module, imgsz: int):
+    """Stride and class names in the ONNX metadata, so a runtime can decode and label without our code."""
+    meta = {"stride": str(_model_stride(model)), "imgsz": str(imgsz),
+            "names": repr(list(getattr(model, "names", [])))}
+    for k, v in meta.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = k, v
+
+
+def run_onnx(path, x: torch.Tensor) -> np.ndarray:
+    """`output0` of an ONNX file for input `x` under onnxruntime (CPU), as float32."""
+    import onnxruntime as ort
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"ONNX file not found: {path}")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    inp = session.get_inputs()[0]
+    feed = x.cpu().numpy().astype(np.float16 if inp.type == "tensor(float16)" else np.float32)
+    return session.run([OUTPUT_NAME], {inp.name: feed})[0].astype(np.float32)
+
+
+def check_onnx(path, model: nn.Module, imgsz: int = 640, batch_size: int = 1, seed: int = 0) -> float:
+    """Max absolute difference between onnxruntime and the fused fp32 PyTorch model on a random input.
+
+    Box columns are pixels: float32 rounding alone gives ~1e-4 at a few hundred pixels.
+    """
+    x = torch.rand(batch_size, 3, imgsz, imgsz, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        expected = inference_copy(model, torch.device("cpu"))(x).numpy()
+    got = run_onnx(path, x)
+    if got.shape != expected.shape:
+        raise CheckpointError(f"{path}: ONNX output shape {got.shape} differs from the model's {expected.shape}")
+    return float(np.abs(got - expected).max())
