@@ -5,6 +5,7 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
+import torch_pruning as tp
 
 from yolocompress.models.builder import Model, load_config
 from yolocompress.models.heads import ImplicitA, ImplicitM
@@ -54,3 +55,18 @@ def outputs(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
     """[pred, raw0, raw1, raw2] of an eval-mode forward."""
     pred, raw = model.eval()(x)
     return [pred, *raw]
+
+
+def assert_outputs_close(got, expected, atol: float = 1e-4):
+    """Logits within `atol`; decoded boxes are pixels (hundreds), so they also get 1e-6 relative slack."""
+    for i, (a, b) in enumerate(zip(got, expected)):
+        torch.testing.assert_close(a, b, atol=atol, rtol=1e-6 if i == 0 else 0.0, msg=lambda m: f"output {i}: {m}")
+
+
+def prune(model, ratio=0.3):
+    """Prune channels with Torch-Pruning directly (head untouched; IDetect's implicit terms are channel dim 1)."""
+    implicit = [(m.implicit, 1) for m in model.head.modules() if isinstance(m, (ImplicitA, ImplicitM))]
+    pruner = tp.pruner.BasePruner(model.eval(), image(), importance=tp.importance.MagnitudeImportance(p=1),
+                                  pruning_ratio=ratio, ignored_layers=[model.head], unwrapped_parameters=implicit)
+    pruner.step()
+    return model

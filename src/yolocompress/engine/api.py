@@ -13,7 +13,7 @@ from .callbacks import Callback
 from .hyp import Hyp
 from .options import TrainOptions
 from .rundir import increment_path
-from .trainer import Trainer, TrainResult
+from .trainer import Trainer, TrainResult, seed_everything
 from .validator import Validator
 
 LOGGER = logging.getLogger("yolocompress")
@@ -68,6 +68,7 @@ def train(opts: TrainOptions, *, weights: str | None = None, cfg: str | None = N
         weights = str(last)
         LOGGER.info(f"resuming {save_dir} from epoch {resume_state['epoch'] + 2}")
     data = load_data_config(opts.data)
+    seed_everything(opts.seed)  # before the model is built: its initial weights follow the seed
     if model is None:
         model, _ = model_for_data(weights, cfg, data, opts.modules)
     else:

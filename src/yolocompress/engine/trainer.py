@@ -128,12 +128,14 @@ class Trainer:
         extra = [p for cb in self.callbacks for p in cb.extra_parameters()]
         self.optimizer = build_optimizer(m, Hyp(**{**hyp.to_dict(), "weight_decay": self.hyp_wd}), extra)
         self.lf = lr_lambda(opts, hyp)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda=self.lf)
         self.ema = ModelEMA(m) if self.main else None
         self.amp = opts.amp and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         if self.resume_state:
             self._load_resume_state(self.resume_state)
+        # created after a resumed optimizer state is loaded, so the schedule continues at start_epoch
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda=self.lf,
+                                                           last_epoch=self.start_epoch - 1)
         if self.world > 1:
             if opts.sync_bn:
                 self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
@@ -171,8 +173,6 @@ class Trainer:
         self.best_fitness = float(st.get("best_fitness", 0.0))
         for cb, cst in zip(self.callbacks, st.get("callbacks", [])):
             cb.load_state_dict(cst)
-        self.scheduler.last_epoch = self.start_epoch - 1
-        self.scheduler.step()  # sets the lr of start_epoch
         if self.start_epoch >= self.opts.epochs:
             raise TrainingError(f"nothing to resume: all {self.opts.epochs} epochs are done "
                                 f"(use --weights {self.wdir / 'last.pt'} to train further)")
@@ -183,7 +183,7 @@ class Trainer:
         opts, hyp = self.opts, self.hyp
         nb = len(self.train_loader)
         nw = max(round(hyp.warmup_epochs * nb), 100) if hyp.warmup_epochs > 0 else -1
-        last_opt_step = -1
+        last_opt_step = self.resume_state.get("last_opt_step", -1) if self.resume_state else -1
         total_iters = opts.epochs * nb
         if self.main:
             LOGGER.info(f"training {opts.epochs - self.start_epoch} epochs, {len(self.train_set)} images, "
@@ -224,7 +224,7 @@ class Trainer:
                 self.scaler.scale(loss).backward()
                 if ni - last_opt_step >= self.accumulate:
                     self._optimizer_step()
-                    last_opt_step = ni
+                    last_opt_step = self.last_opt_step = ni
                 mloss = (mloss * i + items.to(self.device)) / (i + 1)
                 for k, v in terms.items():
                     extra_sums[k] = (extra_sums.get(k, 0.0) * i + float(v.detach())) / (i + 1)
@@ -331,6 +331,7 @@ class Trainer:
         state = {"epoch": epoch, "model": m.state_dict(), "optimizer": self.optimizer.state_dict(),
                  "ema": self.ema.ema.state_dict(), "ema_updates": self.ema.updates,
                  "scaler": self.scaler.state_dict() if self.amp else None, "best_fitness": self.best_fitness,
+                 "last_opt_step": getattr(self, "last_opt_step", -1),
                  "callbacks": [cb.state_dict() for cb in self.callbacks]}
         extra = {cb.name: cb.state_dict() for cb in self.callbacks if cb.state_dict()}
         save_checkpoint(self.wdir / "last.pt", self.ema.ema, train_state=state, meta=meta, extra=extra)

@@ -32,9 +32,11 @@ if hasattr(torch._utils, "_rebuild_parameter_with_state"):
 def _numpy_allowed():
     import numpy as np
     out = {("numpy", "dtype"): np.dtype, ("numpy", "ndarray"): np.ndarray}
+    # numpy 2 warns on any np.core access (an error under -W error); numpy 1 has only np.core
+    multiarray = getattr(getattr(np, "_core", None), "multiarray", None) or np.core.multiarray
     for mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        out[(mod, "scalar")] = np.core.multiarray.scalar if hasattr(np, "core") else np._core.multiarray.scalar
-        out[(mod, "_reconstruct")] = np.core.multiarray._reconstruct if hasattr(np, "core") else np._core.multiarray._reconstruct
+        out[(mod, "scalar")] = multiarray.scalar
+        out[(mod, "_reconstruct")] = multiarray._reconstruct
     for name in ("Float64DType", "Float32DType", "Int64DType"):
         if hasattr(np, "dtypes") and hasattr(np.dtypes, name):
             out[("numpy.dtypes", name)] = getattr(np.dtypes, name)
@@ -114,8 +116,8 @@ def read_official(path) -> dict:
     """Unpickle an official checkpoint safely; returns {'yaml', 'state_dict', 'names', 'meta'}."""
     try:
         ckpt = torch.load(path, map_location="cpu", pickle_module=restricted_pickle, weights_only=False)
-    except CheckpointError:
-        raise
+    except CheckpointError as e:  # the unpickler's refusal does not know the file name
+        raise CheckpointError(f"{path}: {e}") from None
     except Exception as e:
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__}: {str(e)[:200]})") from None
     if not is_official(ckpt):

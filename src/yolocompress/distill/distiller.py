@@ -1,0 +1,301 @@
+"""The training callback that lets a frozen teacher pull a student through logit and feature losses.
+
+The trainer stays ignorant of distillation: `DistillCallback` asks it to capture the student's chosen layers,
+runs the teacher on the same batch, and returns the terms `kd_logit` and `kd_feature` (weight x schedule x
+loss), which the trainer adds to the detection loss and logs by name. Every check that can fail runs in the
+constructor, with one dummy forward at the training image size, so a bad pairing stops before the run starts.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.distributed as td
+from torch import Tensor, nn
+
+from ..engine.callbacks import Callback
+from ..errors import CheckpointError, ConfigError
+from ..models.checkpoint import load_model
+from ..report.stats import count_params
+from .feature import FEATURE_LOSSES, MGD, build_feature_loss
+from .logit import LOGIT_LOSSES, Gains, build_logit_loss
+from .schedule import KDSchedule
+
+LOGGER = logging.getLogger("yolocompress")
+TERMS = ("kd_logit", "kd_feature")
+
+
+@dataclass
+class DistillOptions:
+    """What to distil and how strongly (the `--kd-*` flags). ``None`` layers mean the head inputs."""
+
+    logit: str | None = None
+    logit_weight: float = 1.0
+    obj_weighted: bool = False
+    feature: str | None = None
+    feature_weight: float = 1.0
+    layers: list[int] | None = None
+    teacher_layers: list[int] | None = None
+    schedule: str = "constant"
+    final_ratio: float = 0.01
+    stop_epoch: int | None = None
+    logit_options: dict = field(default_factory=dict)  # e.g. {"beta": 1.0} for ast
+    feature_options: dict = field(default_factory=dict)  # e.g. {"mask_ratio": 0.65, "alpha": 2e-5} for mgd
+    teacher_half: bool = True  # FP16 teacher on CUDA
+
+    def check(self) -> "DistillOptions":
+        if self.logit is None and self.feature is None:
+            raise ConfigError("distillation needs a loss: add --kd-logit l1|l2|ast and/or --kd-feature mimic|mgd|cwd")
+        for flag, name, table in (("--kd-logit", self.logit, LOGIT_LOSSES), ("--kd-feature", self.feature, FEATURE_LOSSES)):
+            if name is not None and name not in table:
+                raise ConfigError(f"{flag} {name!r} is unknown; choose one of {', '.join(table)}")
+        for flag, w in (("--kd-logit-weight", self.logit_weight), ("--kd-feature-weight", self.feature_weight)):
+            if not w >= 0:
+                raise ConfigError(f"{flag} must be >= 0, got {w}")
+        if self.obj_weighted and self.logit not in ("l1", "l2"):
+            raise ConfigError("--kd-obj-weighted applies to --kd-logit l1 or l2 only; drop it or change the loss")
+        if self.feature is None and (self.layers or self.teacher_layers):
+            raise ConfigError("--kd-layers/--kd-teacher-layers choose the layers of a feature loss: "
+                              "add --kd-feature mimic|mgd|cwd or drop them")
+        if self.stop_epoch is not None and self.stop_epoch < 1:
+            raise ConfigError(f"--kd-stop-epoch must be >= 1 (distil during the first E epochs), got {self.stop_epoch}")
+        KDSchedule(self.schedule, 1, self.final_ratio)  # validates kind and ratio
+        return self
+
+
+def freeze(model: nn.Module) -> nn.Module:
+    """Eval mode (BN statistics never move) and no parameter asks for a gradient."""
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def load_teacher(source) -> nn.Module:
+    """A frozen teacher on the CPU from a checkpoint path (ours or official) or a model (copied, never mutated)."""
+    if isinstance(source, nn.Module):
+        return freeze(copy.deepcopy(source).cpu())
+    return freeze(load_model(source, device="cpu")[0])
+
+
+def training_imgsz(imgsz: int, model: nn.Module) -> int:
+    """The image size the trainer will really use (rounded up to the stride, as the trainer does)."""
+    stride = max(int(model.stride.max()), 32)
+    return max(-(-int(imgsz) // stride) * stride, stride)
+
+
+def check_layers(model: nn.Module, layers: list[int], flag: str, who: str) -> None:
+    n = len(model.model) - 1  # the last layer is the detection head, whose output is not a feature map
+    bad = [i for i in layers if not 0 <= i < n]
+    if bad:
+        raise ConfigError(f"{flag} {bad}: no such {who} layer; valid indices are 0..{n - 1} "
+                          f"(`yolocompress info --weights ...` lists them)")
+
+
+@torch.no_grad()
+def probe(model: nn.Module, layers: list[int], imgsz: int) -> tuple[list[tuple], dict]:
+    """Raw output shapes and captured feature shapes (without batch) of one eval-mode forward."""
+    p = next(model.parameters())
+    x = torch.zeros(1, 3, imgsz, imgsz, device=p.device, dtype=p.dtype)
+    was_training = model.training
+    model.eval()  # a train-mode forward would move the student's BN statistics
+    try:
+        out = model(x, capture=layers) if layers else (model(x), {})
+    finally:
+        model.train(was_training)
+    (_, raw), feats = out
+    return [tuple(r.shape[1:]) for r in raw], {i: tuple(f.shape[1:]) if isinstance(f, Tensor) else None
+                                               for i, f in feats.items()}
+
+
+class DistillCallback(Callback):
+    """Distil `teacher` into `student` during training (see docs/distillation.md).
+
+    ``teacher`` is a checkpoint path or a model; it is copied, frozen and kept out of the optimizer. ``imgsz``
+    is the training image size, used for the shape checks. ``teacher_name`` only labels logs and errors.
+    """
+
+    name = "distill"
+
+    def __init__(self, student: nn.Module, teacher, options: DistillOptions, imgsz: int = 640,
+                 teacher_name: str | None = None):
+        self.options = options.check()
+        self.teacher_name = teacher_name or (str(teacher) if isinstance(teacher, (str, Path)) else "teacher model")
+        self.teacher = load_teacher(teacher)
+        s_head, t_head = student.head, self.teacher.head
+        if int(s_head.nc) != int(t_head.nc):
+            raise CheckpointError(f"teacher {self.teacher_name} has {int(t_head.nc)} classes, the student "
+                                  f"{int(s_head.nc)}: use a teacher trained on the same classes")
+        if list(getattr(student, "names", [])) != list(getattr(self.teacher, "names", [])):
+            LOGGER.warning(f"distillation: teacher class names {self.teacher.names} differ from the student's "
+                           f"{student.names}; class i of the teacher teaches class i of the student")
+        self.layers = list(options.layers or student.head_inputs()) if options.feature else []
+        self.teacher_layers = list(options.teacher_layers or self.teacher.head_inputs()) if options.feature else []
+        self.logit_loss = None
+        self.feature_loss = self._check_and_build(student, imgsz)
+        self.imgsz = training_imgsz(imgsz, student)
+        self.device = torch.device("cpu")
+        self._schedule: KDSchedule | None = None
+        LOGGER.info(self.describe())
+
+    # ---- checks (before training) --------------------------------------------------------------------
+    def _check_and_build(self, student: nn.Module, imgsz: int):
+        """Check the pairing at the training image size; build the feature loss (its adapters join the optimizer)."""
+        opts = self.options
+        imgsz = training_imgsz(imgsz, student)
+        s_head, t_head = student.head, self.teacher.head
+        if opts.logit and (int(s_head.nl), int(s_head.na)) != (int(t_head.nl), int(t_head.na)):
+            raise ConfigError(f"logit distillation needs the same detection levels and anchors: student "
+                              f"{int(s_head.nl)}x{int(s_head.na)}, teacher {int(t_head.nl)}x{int(t_head.na)} "
+                              f"(levels x anchors); use --kd-feature only or a teacher with the same head")
+        if len(self.layers) != len(self.teacher_layers):
+            raise ConfigError(f"feature distillation pairs layers one to one: student layers {self.layers}, "
+                              f"teacher layers {self.teacher_layers}; give as many --kd-teacher-layers as --kd-layers")
+        check_layers(student, self.layers, "--kd-layers", "student")
+        check_layers(self.teacher, self.teacher_layers, "--kd-teacher-layers", "teacher")
+        s_raw, s_feats = probe(student, self.layers, imgsz)
+        t_raw, t_feats = probe(self.teacher, self.teacher_layers, imgsz)
+        if opts.logit:
+            if s_raw != t_raw:
+                raise ConfigError(f"logit distillation needs the same detection levels and anchors: student outputs "
+                                  f"{s_raw}, teacher {t_raw} at imgsz {imgsz}; the strides differ: use --kd-feature only")
+            if not torch.allclose(s_head.anchors.float().cpu(), t_head.anchors.float().cpu(), rtol=1e-3, atol=1e-3):
+                LOGGER.warning("distillation: student and teacher anchors differ; the logit loss decodes both with "
+                               "the student's anchors, so its box term is only approximate")
+        return self._build_feature_loss(s_feats, t_feats, imgsz) if opts.feature else None
+
+    def _pairs(self):
+        return [f"student layer {s} / teacher layer {t}" for s, t in zip(self.layers, self.teacher_layers)]
+
+    def _build_feature_loss(self, s_feats: dict, t_feats: dict, imgsz: int):
+        for name, s, t in zip(self._pairs(), (s_feats[i] for i in self.layers), (t_feats[j] for j in self.teacher_layers)):
+            if s is None or t is None or len(s) != 3 or len(t) != 3:
+                raise ConfigError(f"feature distillation {name}: outputs {s} and {t} are not [C, H, W] feature maps; "
+                                  f"choose convolutional layers")
+            if s[1:] != t[1:]:
+                raise ConfigError(f"feature distillation {name}: spatial sizes differ at imgsz {imgsz} (student "
+                                  f"{s[1]}x{s[2]}, teacher {t[1]}x{t[2]}); pair layers of the same stride")
+        return build_feature_loss(self.options.feature, [s_feats[i][0] for i in self.layers],
+                                  [t_feats[j][0] for j in self.teacher_layers], names=self._pairs(),
+                                  **self.options.feature_options)
+
+    def describe(self) -> str:
+        o = self.options
+        parts = [f"distillation from {self.teacher_name} ({count_params(self.teacher):,} params)"]
+        if o.logit:
+            parts.append(f"logit {o.logit} x{o.logit_weight:g}" + (" (obj-weighted)" if o.obj_weighted else ""))
+        if o.feature:
+            n_adapt = sum(1 for a in self.feature_loss.adapters if isinstance(a.proj, nn.Conv2d))
+            parts.append(f"feature {o.feature} x{o.feature_weight:g} on student layers {self.layers} <- teacher "
+                         f"{self.teacher_layers} ({n_adapt} adapter(s))")
+        sched = o.schedule + (f" to x{o.final_ratio:g}" if o.schedule != "constant" else "")
+        parts.append(f"schedule {sched}" + (f", off after epoch {o.stop_epoch}" if o.stop_epoch else ""))
+        return ", ".join(parts)
+
+    # ---- the Callback interface ----------------------------------------------------------------------
+    def capture_layers(self) -> list[int]:
+        return list(self.layers)
+
+    def extra_parameters(self) -> list:
+        return list(self.feature_loss.parameters()) if self.feature_loss is not None else []
+
+    def on_train_start(self, trainer) -> None:
+        self.device = torch.device(trainer.device)
+        self.teacher.to(self.device).eval()
+        if self.options.teacher_half and self.device.type == "cuda":
+            self.teacher.half()
+        student = getattr(trainer.model, "module", trainer.model)
+        if trainer.imgsz != self.imgsz:  # e.g. a resumed run trains at its saved size
+            self.imgsz = trainer.imgsz
+            self._recheck_shapes(student)
+        hyp = trainer.hyp
+        if self.options.logit:
+            gains = Gains(box=hyp.box, obj=hyp.obj, cls=hyp.cls)
+            logit_options = dict(self.options.logit_options)
+            if self.options.obj_weighted:
+                logit_options["obj_weighted"] = True
+            self.logit_loss = build_logit_loss(self.options.logit, student.head, gains, **logit_options).to(self.device)
+        if self.feature_loss is not None:
+            self.feature_loss.to(self.device).train()
+            if isinstance(self.feature_loss, MGD):
+                seed = int(getattr(trainer.opts, "seed", 0)) + max(int(getattr(trainer, "rank", -1)), 0)
+                self.feature_loss.generator = torch.Generator(device=self.device).manual_seed(seed)
+        self._schedule = None
+
+    def _recheck_shapes(self, student: nn.Module) -> None:
+        """Re-run the spatial checks at a new image size (channels, hence adapters, do not depend on it)."""
+        s_raw, s_feats = probe(student, self.layers, self.imgsz)
+        t_raw, t_feats = probe(self.teacher, self.teacher_layers, self.imgsz)
+        if self.options.logit and s_raw != t_raw:
+            raise ConfigError(f"logit distillation needs the same detection levels and anchors: student outputs "
+                              f"{s_raw}, teacher {t_raw} at imgsz {self.imgsz}; use --kd-feature only")
+        if self.options.feature:
+            self._build_feature_loss(s_feats, t_feats, self.imgsz)  # raises on a mismatch; result unused
+
+    def multiplier(self, trainer, out) -> float:
+        """The schedule's factor at this iteration (0 from --kd-stop-epoch on)."""
+        if self._schedule is None or self._schedule.total_iters != out.total_iterations:
+            o = self.options
+            per_epoch = max(out.total_iterations // max(int(trainer.opts.epochs), 1), 1)
+            stop = None if o.stop_epoch is None else o.stop_epoch * per_epoch
+            self._schedule = KDSchedule(o.schedule, max(out.total_iterations, 1), o.final_ratio, stop)
+        return self._schedule(out.iteration)
+
+    def teacher_outputs(self, imgs: Tensor) -> tuple[list[Tensor], dict]:
+        """Teacher raw logits (eval mode returns (pred, raw); raw has the student's train-mode layout) and features."""
+        x = imgs.to(device=self.device, dtype=next(self.teacher.parameters()).dtype)
+        with torch.no_grad():
+            out = self.teacher(x, capture=self.teacher_layers) if self.teacher_layers else (self.teacher(x), {})
+        (_, raw), feats = out
+        return raw, feats
+
+    def loss_terms(self, trainer, out) -> dict:
+        k = self.multiplier(trainer, out)
+        names = [n for n, on in zip(TERMS, (self.options.logit, self.options.feature)) if on]
+        if k == 0.0:  # switched off: skip the teacher, keep the columns
+            return {n: torch.zeros((), device=out.imgs.device) for n in names}
+        t_raw, t_feats = self.teacher_outputs(out.imgs)
+        terms = {}
+        if self.logit_loss is not None:
+            terms["kd_logit"] = self.logit_loss(out.raw, t_raw) * (self.options.logit_weight * k)
+        if self.feature_loss is not None:
+            s = [out.features[i] for i in self.layers]
+            t = [t_feats[j] for j in self.teacher_layers]
+            terms["kd_feature"] = self.feature_loss(s, t) * (self.options.feature_weight * k)
+        return terms
+
+    def after_backward(self, trainer) -> None:
+        """Under DDP, average the adapters' gradients over ranks (they live outside the DDP-wrapped student)."""
+        params = self.extra_parameters()
+        if not params or not (td.is_available() and td.is_initialized()) or td.get_world_size() < 2:
+            return
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+        flat = torch.cat([g.flatten() for g in grads])
+        td.all_reduce(flat)
+        flat /= td.get_world_size()
+        offset = 0
+        for p in params:
+            n = p.numel()
+            p.grad = flat[offset:offset + n].view_as(p).clone()
+            offset += n
+
+    def state_dict(self) -> dict:
+        """Adapters and generators (saved with the run, never in the exported model) and what they were built for."""
+        sd = self.feature_loss.state_dict() if self.feature_loss is not None else {}
+        return {"teacher": self.teacher_name, "options": asdict(self.options), "layers": self.layers,
+                "teacher_layers": self.teacher_layers, "feature_loss": {k: v.detach().cpu() for k, v in sd.items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        if not state:
+            return
+        saved = state.get("options") or {}
+        now = (self.options.feature, self.layers, self.teacher_layers)
+        before = (saved.get("feature"), list(state.get("layers") or []), list(state.get("teacher_layers") or []))
+        if now != before:
+            raise CheckpointError(f"the run was distilled with feature loss {before[0]} on layers {before[1]} <- "
+                                  f"{before[2]}, now {now[0]} on {now[1]} <- {now[2]}; resume with the same --kd-* options")
+        if self.feature_loss is not None:
+            self.feature_loss.load_state_dict(state.get("feature_loss") or {})

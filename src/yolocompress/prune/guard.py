@@ -1,0 +1,302 @@
+"""Find what cannot be pruned before pruning, so that pruning proceeds on the rest.
+
+Never pruned: the output convolutions of the detection head (`model.head.m`): their channels are the
+anchors x (5 + nc) predictions. Anchors are buffers, which Torch-Pruning never touches. IDetect's
+ImplicitA/ImplicitM parameters are declared to Torch-Pruning as `[1, C, 1, 1]` parameters pruned along
+dim 1. ImplicitA therefore follows the channels that feed the head, and ImplicitM follows the head
+output, which is never pruned.
+
+Then every prunable group (one per root convolution) is tried on a copy: prune a few channels and run
+a forward pass. A group whose pruning raises, whose forward pass fails, or which changes the output
+shapes is skipped: its root convolution goes into `ignored_layers`, with the reason. When the
+dependency graph cannot even be built, each layer is traced alone. A layer that cannot be traced alone
+(typically a user module) is traced as a black box, so none of its channels, inputs or outputs are
+pruned.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+import torch_pruning as tp
+
+from ..errors import PruningError
+from ..models.heads import ImplicitA, ImplicitM
+from .methods import get_method
+from .tp_fixes import prepare_model_for_pruning
+
+LOGGER = logging.getLogger("yolocompress")
+_CONV = (nn.Conv2d,)
+
+
+@dataclass
+class Unprunable:
+    """What the guard found. Unpacks as `(ignored_layers, skipped)`.
+
+    opaque: module paths of layers that Torch-Pruning cannot trace; they are traced as black boxes
+            (`pruner_options` tells the pruner how).
+    """
+    ignored_layers: list[nn.Module]
+    skipped: list[dict]
+    opaque: list[str] = field(default_factory=list)
+
+    def __iter__(self):
+        return iter((self.ignored_layers, self.skipped))
+
+    def pruner_options(self, model: nn.Module) -> dict:
+        """Keyword arguments for `build_pruner` on `model` (the guarded model itself, not a copy)."""
+        return tracing_options(model, self.opaque)
+
+
+# ---- tracing: implicit parameters and black-box layers ---------------------------------------------------
+def implicit_parameters(model: nn.Module) -> dict:
+    """IDetect's implicit knowledge `[1, C, 1, 1]`, pruned along the channel dim (1)."""
+    return {m.implicit: 1 for m in model.modules() if isinstance(m, (ImplicitA, ImplicitM))}
+
+
+class _BlackBox(torch.autograd.Function):
+    """Runs a layer without recording its inside. The output's grad_fn links straight to the inputs."""
+
+    @staticmethod
+    def forward(ctx, fn, as_list, *xs):
+        return fn(list(xs) if as_list else xs[0])
+
+    @staticmethod
+    def backward(ctx, *grads):  # never used: the graph is only traced, not differentiated
+        return (None,) * len(ctx.needs_input_grad)
+
+
+class _OpaquePruner(tp.pruner.function.BasePruningFunc):
+    """Torch-Pruning handler for a black-box layer. Any pruning that reaches it fails, so the guard skips
+    the group. The channel counts are the ones seen while tracing."""
+
+    def prune_out_channels(self, layer, idxs):
+        raise PruningError(f"{type(layer).__name__} is kept whole: its output channels cannot be pruned")
+
+    def prune_in_channels(self, layer, idxs):  # a distinct function: TP couples in and out when they are one
+        raise PruningError(f"{type(layer).__name__} is kept whole: its input channels cannot be pruned")
+
+    def get_out_channels(self, layer):
+        return getattr(layer, "_blackbox_channels", (None, None))[1]
+
+    def get_in_channels(self, layer):
+        return getattr(layer, "_blackbox_channels", (None, None))[0]
+
+    def get_in_channel_groups(self, layer):
+        return 1
+
+    def get_out_channel_groups(self, layer):
+        return 1
+
+
+class _ForwardWithBlackBoxes:
+    """`forward_fn` for Torch-Pruning that runs the named layers as black boxes while tracing."""
+
+    def __init__(self, names):
+        self.names = list(names)
+
+    def __call__(self, model, inputs):
+        modules = dict(model.named_modules())
+        layers = [modules[n] for n in self.names]
+        for layer in layers:
+            layer.forward = self._wrap(layer)
+        try:
+            return model(inputs)
+        finally:
+            for layer in layers:
+                del layer.forward  # drop the instance attribute: the class forward is back
+
+    @staticmethod
+    def _wrap(layer):
+        forward = type(layer).forward.__get__(layer)
+
+        def run(x):
+            xs = list(x) if isinstance(x, (list, tuple)) else [x]
+            out = _BlackBox.apply(forward, isinstance(x, (list, tuple)), *xs)
+            layer._blackbox_channels = (xs[0].shape[1] if len(xs) == 1 else None, out.shape[1])
+            return out
+        return run
+
+
+def tracing_options(model: nn.Module, opaque=()) -> dict:
+    """`unwrapped`, `customized_pruners` and `forward_fn` for `build_pruner` / `build_graph` on `model`."""
+    modules = dict(model.named_modules())
+    opts = {"unwrapped": implicit_parameters(model)}
+    if opaque:
+        opts["customized_pruners"] = {type(modules[n]): _OpaquePruner() for n in opaque}
+        opts["forward_fn"] = _ForwardWithBlackBoxes(opaque)
+    return opts
+
+
+def build_graph(model: nn.Module, example_inputs, opaque=()) -> tp.DependencyGraph:
+    """The dependency graph of `model`, with our implicit parameters and black-box layers."""
+    opts = tracing_options(model, opaque)
+    return tp.DependencyGraph().build_dependency(
+        model, example_inputs, unwrapped_parameters=list(opts["unwrapped"].items()),
+        customized_pruners=opts.get("customized_pruners"), forward_fn=opts.get("forward_fn"))
+
+
+# ---- the guard --------------------------------------------------------------------------------------------
+def _layer_index(name: str) -> int | None:
+    parts = name.split(".")
+    return int(parts[1]) if len(parts) > 1 and parts[0] == "model" and parts[1].isdigit() else None
+
+
+def _short(e: BaseException) -> str:
+    text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return f"{type(e).__name__}: {text[:160]}"
+
+
+def _output_shapes(model: nn.Module, x) -> list[tuple]:
+    with torch.no_grad():
+        return [tuple(t.shape) for t in tp.utils.flatten_as_list(model.eval()(x))]
+
+
+def _untraceable_layers(model: nn.Module, x) -> dict[str, str]:
+    """Layers of `model.model` (the head excepted) whose dependency graph cannot be built alone."""
+    inputs, hooks = {}, []
+    layers = list(model.model)[:-1]
+
+    def keep_input(m, args, out):
+        inputs.setdefault(m, args[0])
+
+    for layer in layers:
+        hooks.append(layer.register_forward_hook(keep_input))
+    try:
+        with torch.no_grad():
+            model.eval()(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    found = {}
+    for layer in layers:
+        if layer not in inputs:
+            continue
+        x_in = inputs[layer]
+        x_in = [t.clone().requires_grad_(True) for t in x_in] if isinstance(x_in, (list, tuple)) \
+            else x_in.clone().requires_grad_(True)
+        try:
+            tp.DependencyGraph().build_dependency(copy.deepcopy(layer), x_in, forward_fn=lambda m, a: m(a))
+        except Exception as e:  # any failure inside Torch-Pruning's tracer means: keep this layer whole
+            found[f"model.{layer.i}"] = _short(e)
+    return found
+
+
+def _probe_idxs(n: int | None) -> list[int]:
+    """A few channels spread over the layer: first, middle, last (an odd count breaks chunk(2) users)."""
+    if not n or n < 2:
+        return []
+    return sorted({0, n // 2, n - 1}) if n >= 4 else [0]
+
+
+def _trial(model, x, roots: list[str], opaque, ref_shapes) -> str | None:
+    """Prune a few channels of each root's group on a copy; None if the copy still runs with the same
+    output shapes, else the reason."""
+    m = copy.deepcopy(model)
+    try:
+        dg = build_graph(m, x, opaque)
+    except Exception as e:
+        return f"dependency graph fails on a copy: {_short(e)}"
+    modules = dict(m.named_modules())
+    try:
+        for name in roots:
+            root = modules[name]
+            idxs = _probe_idxs(dg.get_out_channels(root))
+            if idxs:
+                dg.get_pruning_group(root, tp.prune_conv_out_channels, idxs).prune()
+    except Exception as e:
+        return f"pruning fails: {_short(e)}"
+    try:
+        shapes = _output_shapes(m, x)
+    except Exception as e:
+        return f"the forward pass fails after pruning: {_short(e)}"
+    return None if shapes == ref_shapes else f"pruning changes the output shapes ({shapes} vs {ref_shapes})"
+
+
+def _failing(model, x, roots, opaque, ref_shapes) -> dict[str, str]:
+    """Roots whose groups break the model, by bisection (one copy per trial)."""
+    reason = _trial(model, x, roots, opaque, ref_shapes)
+    if reason is None:
+        return {}
+    if len(roots) == 1:
+        return {roots[0]: reason}
+    half = len(roots) // 2
+    found = {**_failing(model, x, roots[:half], opaque, ref_shapes),
+             **_failing(model, x, roots[half:], opaque, ref_shapes)}
+    return found or {r: f"fails together with other groups: {reason}" for r in roots}
+
+
+def _importance_failures(method, groups, dg) -> dict[str, str]:
+    """Groups the method's importance cannot score without raising (None/NaN scores are fine: TP skips them)."""
+    if method is None or get_method(method).needs_grad:  # gradient scores need batches: checked when pruning
+        return {}
+    importance = get_method(method).make_importance()
+    failures = {}
+    for group in groups:
+        try:
+            importance(group)
+        except Exception as e:
+            failures[dg._module2name[group[0].dep.target.module]] = f"{get_method(method).name} importance fails: {_short(e)}"
+    return failures
+
+
+def find_unprunable(model: nn.Module, example_inputs, method=None) -> Unprunable:
+    """Ignored layers and the skipped groups (each `{layer, module, reason}`) for pruning `model`.
+
+    `example_inputs` is one small image batch, e.g. `torch.rand(1, 3, 64, 64)`. `method` (a method
+    name) also checks that its importance can score every group. The model is made trainable first
+    (Torch-Pruning traces through autograd).
+    """
+    prepare_model_for_pruning(model)
+    was_training = model.training
+    head = model.head
+    ignored: list[nn.Module] = list(head.m)
+    skipped: list[dict] = []
+    opaque: list[str] = []
+    try:
+        dg = build_graph(model, example_inputs)
+    except Exception as first:
+        culprits = _untraceable_layers(model, example_inputs)
+        if not culprits:
+            raise PruningError(f"Torch-Pruning cannot trace the model ({_short(first)}) and no single layer is to "
+                               "blame; report the model yaml, or prune with --method pagcp") from first
+        kinds = {type(m) for n, m in model.named_modules() if n in culprits}
+        opaque = [f"model.{m.i}" for m in model.model if type(m) in kinds]
+        for name in opaque:
+            layer = dict(model.named_modules())[name]
+            why = culprits.get(name, f"same type as {', '.join(sorted(culprits))}")
+            skipped.append({"layer": layer.i, "module": name,
+                            "reason": f"Torch-Pruning cannot trace this {layer.type} ({why}); the whole layer is kept"})
+            ignored.append(layer)
+        try:
+            dg = build_graph(model, example_inputs, opaque)
+        except Exception as e:
+            raise PruningError(f"Torch-Pruning cannot trace the model even with layers {', '.join(opaque)} kept "
+                               f"whole ({_short(e)}); report the model yaml") from e
+    blackboxes = {dict(model.named_modules())[n] for n in opaque}
+    excluded = [m for layer in ignored for m in layer.modules()]
+    groups = list(dg.get_all_groups(ignored_layers=excluded, root_module_types=_CONV))
+    reasons: dict[str, str] = {}
+    for group in groups:
+        touched = [d.target.module for d, _ in group if d.target.module in blackboxes]
+        if touched:
+            layer = touched[0]
+            reasons[dg._module2name[group[0].dep.target.module]] = \
+                f"its channels reach layer {layer.i} ({layer.type}), which is kept whole"
+    reasons.update(_importance_failures(method, [g for g in groups if dg._module2name[g[0].dep.target.module]
+                                                 not in reasons], dg))
+    roots = [dg._module2name[g[0].dep.target.module] for g in groups]
+    ref = _output_shapes(model, example_inputs)
+    reasons.update(_failing(model, example_inputs, [r for r in roots if r not in reasons], opaque, ref))
+    modules = dict(model.named_modules())
+    for name in roots:
+        if name in reasons:
+            ignored.append(modules[name])
+            skipped.append({"layer": _layer_index(name), "module": name, "reason": reasons[name]})
+    for s in skipped:
+        LOGGER.warning(f"prune: skipping layer {s['layer']} {s['module']}: {s['reason']}")
+    model.train(was_training)
+    return Unprunable(ignored, skipped, opaque)

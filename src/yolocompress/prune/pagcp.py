@@ -1,0 +1,659 @@
+"""PAGCP: performance-aware global channel pruning (Ye et al., TPAMI 2023) for YOLOv5 and YOLOv7.
+
+One round: the prunable groups of the dependency graph are visited one by one (largest FLOPs
+contribution first); each is pruned, lowest filter L1 first, in steps of 5% of its channels for as long
+as every detection loss component (box, obj, cls) on a fixed calibration set stays within a tolerance of
+the state accepted before it. The layers with the smallest loss increase per FLOP removed are then
+applied to a fresh copy. Rounds repeat until the GFLOPs target is met.
+
+What makes it practical (the published code runs the whole validation set groups x 19 times): the
+calibration batches stay on the device; every trial ratio is a reversible structural view of the working
+model (no copy, no graph rebuild); the forward pass restarts at the first layer the group touches, from
+features cached once per group; a trial stops as soon as a partial loss sum breaks its bound; accepted
+pruning is structural, so later trials run on a smaller model. docs/pagcp.md gives the details.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+import torch.nn as nn
+import torch_pruning as tp
+from torch_pruning import ops
+
+from ..errors import ConfigError, DataError, PruningError
+from ..models.heads import ImplicitA, ImplicitM
+from ..report.stats import count_gflops
+from .tp_fixes import prepare_model_for_pruning
+
+LOGGER = logging.getLogger("yolocompress")
+
+COMPONENTS = ("box", "obj", "cls")
+GRID_STEPS = 20  # trial ratios k/20: 0.05, 0.10, ... 0.95
+PROBE_RATIO = 0.3  # share of a group pruned to measure its FLOPs contribution (visit order)
+ROOT_TYPES = (ops.TORCH_CONV, ops.TORCH_LINEAR)
+
+
+# ---- options and results ----------------------------------------------------------------------------------
+@dataclass
+class PagcpOptions:
+    """PAGCP's knobs (the `prune --method pagcp` flags).
+
+    initial_rate: tolerance d0 of the first visited layer (max_t L_t / B_t <= 1 + d).
+    initial_thres: global bound D on max_t L_t / B0_t within a round; with `exp`, the per-layer
+                   tolerances d0 * lambda**i are solved so that their product is exactly D.
+    topk: share of the accepted layers (lowest loss increase per FLOP) applied at the end of a round.
+    rate_slope, thres_slope: added to d0 and D at every further round.
+    stop_at_target: apply the kept layers best first and stop once the GFLOPs target is met.
+    """
+    speedup: float
+    imgsz: int
+    initial_rate: float = 0.05
+    initial_thres: float = 5.0
+    topk: float = 1.0
+    exp: bool = False
+    rate_slope: float = 0.0
+    thres_slope: float = 0.0
+    rounds: int = 3
+    stop_at_target: bool = True
+
+    def check(self) -> "PagcpOptions":
+        bad = [(self.speedup <= 1, f"--speedup must be > 1, got {self.speedup}"),
+               (self.initial_rate <= 0, f"--initial-rate must be > 0, got {self.initial_rate}"),
+               (self.initial_thres <= 1, f"--initial-thres must be > 1 (a loss ratio), got {self.initial_thres}"),
+               (self.exp and self.initial_thres <= 1 + self.initial_rate,
+                f"--exp needs --initial-thres > 1 + --initial-rate (got {self.initial_thres} and "
+                f"{self.initial_rate}): the first layer alone would use the whole budget"),
+               (not 0 < self.topk <= 1, f"--topk must be in (0, 1], got {self.topk}"),
+               (self.rounds < 1, f"--rounds must be >= 1, got {self.rounds}"),
+               (self.imgsz < 32, f"--imgsz must be >= 32, got {self.imgsz}")]
+        for failed, message in bad:
+            if failed:
+                raise ConfigError(f"pagcp: {message}")
+        return self
+
+    def for_round(self, r: int, boost: float) -> tuple[float, float]:
+        """(d0, D) of round `r`; `boost` (doubled after a round that accepted nothing) widens both."""
+        d0 = self.initial_rate + r * self.rate_slope
+        big_d = self.initial_thres + r * self.thres_slope
+        if d0 <= 0 or big_d <= 1:
+            raise ConfigError(f"pagcp: round {r + 1} gets tolerance {d0:g} and bound {big_d:g} from the slopes; "
+                              "keep --initial-rate + r*--rate-slope > 0 and --initial-thres + r*--thres-slope > 1")
+        return d0 * boost, 1 + (big_d - 1) * boost
+
+
+@dataclass
+class LayerRecord:
+    """One visited group: what was tried, what was accepted and why it stopped.
+
+    stop: the loss component that broke the bound at the first rejected ratio ('none': no ratio broke
+    it, 'skipped': the group could not be tried). bound: which bound broke ('layer' = 1 + d against the
+    previous accepted state, 'global' = D against the round's baseline). idxs: removed channels of the root.
+    """
+    round: int
+    position: int
+    name: str
+    channels: int
+    probe_gflops: float = 0.0
+    tolerance: float = 0.0
+    pruned: int = 0
+    stop: str = "none"
+    bound: str = ""
+    trials: int = 0
+    losses_before: list = field(default_factory=list)
+    losses_after: list = field(default_factory=list)
+    loss_increase: float = 0.0
+    gflops_removed: float = 0.0
+    score: float = math.inf
+    kept: bool = False
+    applied: bool = False
+    reason: str = ""
+    idxs: list = field(default_factory=list)
+
+    @property
+    def ratio(self) -> float:
+        return self.pruned / self.channels if self.channels else 0.0
+
+    def row(self) -> dict:
+        d = {k: v for k, v in asdict(self).items() if k != "idxs"}
+        d["ratio"] = round(self.ratio, 4)
+        return d
+
+
+@dataclass
+class RoundRecord:
+    index: int
+    initial_rate: float
+    initial_thres: float
+    lam: float
+    baseline: list
+    final_losses: list
+    gflops_before: float
+    gflops_after: float
+    speedup: float  # GFLOPs of the original model / after this round
+    wall_s: float
+    layers: list
+
+    def row(self) -> dict:
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "layers"}
+        visited = [r for r in self.layers if r.stop != "skipped"]
+        d.update(candidates=len(visited), accepted=sum(r.pruned > 0 for r in visited),
+                 kept=sum(r.kept for r in visited), applied=sum(r.applied for r in visited))
+        return d
+
+
+@dataclass
+class PagcpResult:
+    model: nn.Module
+    rounds: list
+    reached: bool
+    gflops_before: float
+    gflops_after: float
+    target: float
+    wall_s: float
+
+    @property
+    def gflops_ratio(self) -> float:
+        return self.gflops_before / self.gflops_after
+
+    @property
+    def layers(self) -> list:
+        return [r for rnd in self.rounds for r in rnd.layers]
+
+    def summary(self) -> dict:
+        """Plain values for report.json: per round and per layer (accepted ratio, stopping component)."""
+        ratio = self.gflops_ratio
+        return {"method": "pagcp", "target": self.target, "reached": self.reached, "rounds": len(self.rounds),
+                "gflops_before": self.gflops_before, "gflops_after": self.gflops_after,
+                "gflops_ratio": ratio, "overshoot": ratio / self.target, "wall_s": self.wall_s,
+                "round_summaries": [r.row() for r in self.rounds], "layers": [r.row() for r in self.layers]}
+
+
+# ---- thresholds and the top-k filter ----------------------------------------------------------------------
+def solve_lambda(d0: float, big_d: float, n_layers: int, iters: int = 200) -> float:
+    """lambda > 0 with prod_{i < n_layers} (1 + d0 * lambda**i) = big_d (bisection; 1.0 for one layer)."""
+    if n_layers <= 1:
+        return 1.0
+    if big_d <= 1 + d0:
+        raise ConfigError(f"pagcp: no lambda > 0 makes the tolerances of {n_layers} layers multiply to "
+                          f"{big_d} when the first is {d0}: raise --initial-thres above {1 + d0:g}")
+    target = math.log(big_d)
+    log_d0 = math.log(d0)
+
+    def excess(lam: float) -> float:
+        log_lam = math.log(lam)
+        return sum(math.log1p(math.exp(min(log_d0 + i * log_lam, 700.0))) for i in range(n_layers)) - target
+
+    lo, hi = 0.0, 1.0
+    while excess(hi) < 0:
+        lo, hi = hi, hi * 2
+    for _ in range(iters):
+        mid = (lo + hi) / 2
+        if mid <= 0 or excess(mid) < 0:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+def select_topk(records: Sequence[LayerRecord], topk: float) -> list[LayerRecord]:
+    """The `topk` share of the accepted records with the lowest scores (at least one), best first."""
+    accepted = sorted((r for r in records if r.pruned > 0), key=lambda r: (r.score, r.position))
+    n = len(accepted) and max(1, int(topk * len(accepted) + 0.5))
+    return accepted[:n]
+
+
+# ---- groups, filter L1 and reversible pruning -------------------------------------------------------------
+def _out_fn(dg, module):
+    return dg.get_pruner_of_module(module).prune_out_channels
+
+
+def _full_group(dg, root):
+    return dg.get_pruning_group(root, _out_fn(dg, root), list(range(dg.get_out_channels(root))))
+
+
+def _l1_order(dg, group) -> list[int]:
+    """Root channels by the L1 norm of their filters (summed over the group's coupled layers), lowest first."""
+    score = torch.zeros(len(group[0].idxs), dtype=torch.float64)
+    for item in group:
+        layer = item.dep.target.module
+        if isinstance(layer, (nn.modules.conv._ConvNd, nn.Linear)) and dg.is_out_channel_pruning_fn(item.dep.handler):
+            w = layer.weight.detach()
+            w = w.transpose(0, 1) if getattr(layer, "transposed", False) else w
+            norms = w[item.idxs].abs().flatten(1).sum(1).double().cpu()
+            score.index_add_(0, torch.as_tensor(item.root_idxs, dtype=torch.long), norms)
+    return torch.argsort(score, stable=True).tolist()
+
+
+def _subset(group, roots) -> list:
+    """(dependency, indices) of the group restricted to some root channels."""
+    keep = set(roots)
+    out = []
+    for item in group:
+        idxs = [i for i, r in zip(item.idxs, item.root_idxs) if r in keep]
+        if idxs:
+            out.append((item.dep, idxs))
+    return out
+
+
+def _owner(dg, target) -> tuple[str, nn.Module] | None:
+    """(name, module) whose tensors the dependency target changes; None for tensor-free ops (cat, add...)."""
+    if target.type == ops.OPTYPE.PARAMETER:
+        name = dg._param_to_name[target.module]
+        parent = name.rpartition(".")[0]
+        return parent, dg.model.get_submodule(parent)
+    mod = target.module
+    if isinstance(mod, nn.Module) and (any(True for _ in mod.parameters(recurse=False))
+                                       or any(True for _ in mod.buffers(recurse=False))):
+        return dg._module2name.get(mod, ""), mod
+    return None
+
+
+@contextlib.contextmanager
+def _pruned_view(dg, items):
+    """Prune the modules of `items` in place and put every tensor back on exit.
+
+    Only modules with tensors are touched (concat/add bookkeeping of the graph stays as it is), so the
+    graph remains valid for the unpruned model once the view is closed.
+    """
+    saved = {}
+    try:
+        with torch.no_grad():
+            for dep, idxs in items:
+                owner = _owner(dg, dep.target)
+                if owner is None:
+                    continue
+                mod = owner[1]
+                if id(mod) not in saved:
+                    saved[id(mod)] = (mod, {**mod.__dict__, "_parameters": copy.copy(mod._parameters),
+                                            "_buffers": copy.copy(mod._buffers)})
+                if dep.target.type == ops.OPTYPE.PARAMETER:
+                    leaf = dg._param_to_name[dep.target.module].rpartition(".")[2]
+                    setattr(mod, leaf, dep(idxs))
+                else:
+                    dep(idxs)
+        yield
+    finally:
+        for mod, state in saved.values():
+            mod.__dict__.clear()
+            mod.__dict__.update(state)
+
+
+def _layer_index(name: str) -> int:
+    """Top-level layer of a module path `model.<i>....`; 0 (start from the input) when unknown."""
+    parts = name.split(".")
+    return int(parts[1]) if len(parts) > 1 and parts[0] == "model" and parts[1].isdigit() else 0
+
+
+def _first_layer(dg, items) -> int:
+    owners = [_owner(dg, dep.target) for dep, _ in items]
+    return min((_layer_index(o[0]) for o in owners if o is not None), default=0)
+
+
+def _implicit_parameters(model) -> list:
+    return [(m.implicit, 1) for m in model.modules() if isinstance(m, (ImplicitA, ImplicitM))]
+
+
+def _build_graph(model: nn.Module, x, opaque=()) -> tp.DependencyGraph:
+    """The dependency graph, built as the guard builds it (implicit parameters, black-box layers)."""
+    prepare_model_for_pruning(model)
+    model.eval()
+    try:
+        from .guard import build_graph
+    except ImportError:  # guard not available: trace with IDetect's implicit parameters only
+        return tp.DependencyGraph().build_dependency(model, x, unwrapped_parameters=_implicit_parameters(model),
+                                                     verbose=False)
+    return build_graph(model, x, opaque)
+
+
+# ---- the calibration set: three loss components, resumable forward pass ----------------------------------
+def _sources(m) -> list[int]:
+    froms = m.f if isinstance(m.f, list) else [m.f]
+    return [j if j == -1 or j >= 0 else m.i + j for j in froms]
+
+
+class Calibration:
+    """Box, obj and cls losses summed over fixed batches (model in eval mode: BN uses running stats).
+
+    For a `Model` (layers with `i`, `f`) the forward pass can start at layer `start` from `prefix()`.
+    """
+
+    def __init__(self, batches, loss_fn):
+        if not batches:
+            raise DataError("pagcp: no calibration batches; check --calib-batches and the training set")
+        self.batches = [(imgs.float() / 255 if imgs.dtype == torch.uint8 else imgs, t) for imgs, t in batches]
+        self.loss_fn = loss_fn
+
+    def example(self):
+        return self.batches[0][0][:1]
+
+    @staticmethod
+    def resumable(model) -> bool:
+        return isinstance(getattr(model, "model", None), nn.Sequential) and hasattr(model, "save") and \
+            all(hasattr(m, "f") and hasattr(m, "i") for m in model.model)
+
+    @torch.no_grad()
+    def prefix(self, model, start: int) -> list:
+        """Per batch, (output of layer start-1, {j: output of layer j < start read at or after start})."""
+        if start <= 0 or not self.resumable(model):
+            return [None] * len(self.batches)
+        layers = list(model.model)
+        need = {j for m in layers[start:] for j in _sources(m) if 0 <= j < start}
+        states = []
+        for imgs, _ in self.batches:
+            x, y = imgs, {}
+            for m in layers[:start]:
+                x = m(self._inputs(m, x, y))
+                if m.i in need:
+                    y[m.i] = x
+            states.append((x, y))
+        return states
+
+    @staticmethod
+    def _inputs(m, x, y):
+        if m.f == -1:
+            return x
+        srcs = [x if j == -1 else y[j] for j in _sources(m)]
+        return srcs if isinstance(m.f, list) else srcs[0]
+
+    def _forward(self, model, imgs, state, start):
+        if state is None:
+            out = model(imgs)
+        else:
+            x, y, save = state[0], dict(state[1]), set(model.save)
+            for m in list(model.model)[start:]:
+                x = m(self._inputs(m, x, y))
+                if m.i in save:
+                    y[m.i] = x
+            out = x
+        return out[1] if isinstance(out, tuple) else out
+
+    @torch.no_grad()
+    def losses(self, model, states=None, start: int = 0, limits=None) -> tuple[list[float], int | None]:
+        """Summed (box, obj, cls); with `limits`, stops at the first batch where a partial sum exceeds its
+        limit (the sums only grow) and returns the index of that component, else None."""
+        states = states or [None] * len(self.batches)
+        total = [0.0, 0.0, 0.0]
+        for (imgs, targets), state in zip(self.batches, states):
+            _, items = self.loss_fn(self._forward(model, imgs, state, start), targets)
+            total = [a + b for a, b in zip(total, items.double().tolist())]
+            if limits is not None:
+                broken = [k for k in range(3) if not total[k] <= limits[k]]  # NaN breaks too
+                if broken:
+                    return total, max(broken, key=lambda k: _excess(total[k], limits[k]))
+        return total, None
+
+
+def _excess(value: float, limit: float) -> float:
+    return value / limit if limit > 0 and not math.isnan(value) else math.inf
+
+
+# ---- one round --------------------------------------------------------------------------------------------
+class _Round:
+    """Probe, order and visit the groups of `model` (never modified), then build the round's model."""
+
+    def __init__(self, model, calib: Calibration, opts: PagcpOptions, index: int, d0: float, big_d: float,
+                 base_gflops: float, ignored_names: Sequence[str], opaque: Sequence[str], progress):
+        self.start_model, self.calib, self.opts, self.index = model, calib, opts, index
+        self.d0, self.big_d, self.base_gflops = d0, big_d, base_gflops
+        self.ignored_names, self.opaque, self.progress = list(ignored_names), list(opaque), progress
+        self.records: list[LayerRecord] = []
+
+    def _working_copy(self, accepted=()):
+        work = copy.deepcopy(self.start_model).eval()
+        dg = _build_graph(work, self.calib.example(), self.opaque)
+        for rec in accepted:
+            root = dg.model.get_submodule(rec.name)
+            dg.get_pruning_group(root, _out_fn(dg, root), rec.idxs).prune()
+        return work, dg
+
+    def _candidates(self, work, dg) -> list[tuple[str, nn.Module]]:
+        modules = dict(work.named_modules())
+        ignored = [modules[n] for n in self.ignored_names if n in modules] + list(work.head.m)
+        excluded = [m for layer in ignored for m in layer.modules()]
+        out = []
+        for group in dg.get_all_groups(ignored_layers=excluded, root_module_types=ROOT_TYPES):
+            root = group[0].dep.target.module
+            if dg.get_out_channels(root) and dg.get_out_channels(root) > 1:
+                out.append((dg._module2name[root], root))
+        return out
+
+    def _skip(self, name, channels, reason):
+        self.records.append(LayerRecord(self.index, -1, name, channels, stop="skipped", reason=reason))
+        self.progress(f"pagcp: skipping {name}: {reason}")
+
+    def _probe(self, work, dg, candidates) -> list[tuple[str, nn.Module, float]]:
+        """FLOPs removed by pruning PROBE_RATIO of each group alone (dependants included)."""
+        g0 = count_gflops(work, self.opts.imgsz)
+        out = []
+        for name, root in candidates:
+            try:
+                group = _full_group(dg, root)
+                order = _l1_order(dg, group)
+                with _pruned_view(dg, _subset(group, order[:max(1, int(PROBE_RATIO * len(order)))])):
+                    out.append((name, root, g0 - count_gflops(work, self.opts.imgsz)))
+            except Exception as e:  # a group Torch-Pruning cannot cut cleanly (user modules): leave it whole
+                self._skip(name, dg.get_out_channels(root), f"{type(e).__name__}: {str(e)[:160]}")
+        return out
+
+    def run(self) -> tuple[nn.Module, RoundRecord]:
+        t0 = time.time()
+        opts, calib = self.opts, self.calib
+        work, dg = self._working_copy()
+        gflops_start = count_gflops(work, opts.imgsz)
+        visits = self._probe(work, dg, self._candidates(work, dg))
+        lam = solve_lambda(self.d0, self.big_d, len(visits)) if opts.exp else 1.0
+        visits.sort(key=lambda v: v[2], reverse=lam <= 1)
+        baseline = calib.losses(work)[0]
+        self.progress(f"pagcp round {self.index + 1}: {len(visits)} groups, d0 {self.d0:.4g}, D {self.big_d:.4g}, "
+                      f"lambda {lam:.4g}, baseline {_fmt(baseline)}")
+        accepted: list[LayerRecord] = []
+        prev, d, gflops_now = baseline, self.d0, gflops_start
+        for pos, (name, root, probe) in enumerate(visits):
+            t_layer = time.time()
+            rec = LayerRecord(self.index, pos, name, dg.get_out_channels(root), probe_gflops=probe, tolerance=d,
+                              losses_before=list(prev), losses_after=list(prev))
+            try:
+                self._visit(work, dg, root, rec, prev, baseline)
+            except Exception as e:  # trials failed part-way: views are restored, the group stays whole
+                rec.stop, rec.pruned, rec.reason = "skipped", 0, f"{type(e).__name__}: {str(e)[:160]}"
+            if rec.pruned:
+                try:
+                    dg.get_pruning_group(root, _out_fn(dg, root), rec.idxs).prune()
+                except Exception as e:  # the working model may be half cut: rebuild it from what was accepted
+                    rec.stop, rec.pruned, rec.reason = "skipped", 0, f"{type(e).__name__}: {str(e)[:160]}"
+                    work, dg = self._working_copy(accepted)
+                else:
+                    g = count_gflops(work, opts.imgsz)
+                    rec.gflops_removed, gflops_now = gflops_now - g, g
+                    rec.score = rec.loss_increase / rec.gflops_removed if rec.gflops_removed > 0 else math.inf
+                    accepted.append(rec)
+                    prev = rec.losses_after
+            self.records.append(rec)
+            self.progress(f"pagcp round {self.index + 1} layer {pos + 1}/{len(visits)} {name}: "
+                          f"{rec.pruned}/{rec.channels} channels ({rec.ratio:.2f}), stop {rec.stop}"
+                          f"{' (' + rec.bound + ')' if rec.bound else ''}, {_fmt(rec.losses_after)}, "
+                          f"{rec.trials} trials, {time.time() - t_layer:.1f}s")
+            d *= lam
+        model = self._finish(accepted)
+        final = calib.losses(model)[0]
+        g_after = count_gflops(model, opts.imgsz)
+        rnd = RoundRecord(self.index, self.d0, self.big_d, lam, baseline, final, gflops_start, g_after,
+                          self.base_gflops / g_after, time.time() - t0, self.records)
+        return model, rnd
+
+    def _visit(self, work, dg, root, rec: LayerRecord, prev, baseline):
+        """Try 5%, 10%, ... of the group's channels; keep the last ratio within both bounds."""
+        group = _full_group(dg, root)
+        order = _l1_order(dg, group)
+        counts = sorted({min(len(order) - 1, len(order) * k // GRID_STEPS) for k in range(1, GRID_STEPS)} - {0})
+        limits = [min((1 + rec.tolerance) * p, self.big_d * b) for p, b in zip(prev, baseline)]
+        start = _first_layer(dg, group) if self.calib.resumable(work) else 0
+        states = self.calib.prefix(work, start)
+        for n in counts:
+            rec.trials += 1
+            with _pruned_view(dg, _subset(group, order[:n])):
+                losses, broken = self.calib.losses(work, states, start, limits)
+            if broken is not None:
+                rec.stop = COMPONENTS[broken]
+                layer_limit = (1 + rec.tolerance) * prev[broken]
+                rec.bound = "layer" if not losses[broken] <= layer_limit else "global"
+                return
+            rec.pruned, rec.idxs, rec.losses_after = n, sorted(order[:n]), losses
+            rec.loss_increase = max((a / b if b > 0 else 1.0) for a, b in zip(losses, prev)) - 1
+
+    def _finish(self, accepted: list[LayerRecord]) -> nn.Module:
+        """The round-start model with the top-k accepted layers, best score first (until the target)."""
+        kept = select_topk(accepted, self.opts.topk)
+        for rec in kept:
+            rec.kept = True
+        model, dg = self._working_copy()
+        for rec in kept:
+            root = dg.model.get_submodule(rec.name)
+            dg.get_pruning_group(root, _out_fn(dg, root), rec.idxs).prune()
+            rec.applied = True
+            if self.opts.stop_at_target and \
+                    self.base_gflops / count_gflops(model, self.opts.imgsz) >= self.opts.speedup:
+                break
+        try:
+            with torch.no_grad():
+                model.eval()(self.calib.example())
+        except Exception as e:
+            raise PruningError(f"pagcp: the model pruned in round {self.index + 1} no longer runs "
+                               f"({type(e).__name__}: {e}); report the model yaml") from e
+        return model
+
+
+def _fmt(losses) -> str:
+    return " ".join(f"{c} {v:.4g}" for c, v in zip(COMPONENTS, losses))
+
+
+# ---- the algorithm ----------------------------------------------------------------------------------------
+def pagcp_prune(model: nn.Module, calib_batches: list, loss_fn: Callable, *, speedup: float, imgsz: int,
+                initial_rate: float = 0.05, initial_thres: float = 5.0, topk: float = 1.0, exp: bool = False,
+                rate_slope: float = 0.0, thres_slope: float = 0.0, rounds: int = 3,
+                finetune_fn: Callable | None = None, ignored_layers=(), opaque: Sequence[str] = (),
+                stop_at_target: bool = True, progress: Callable[[str], None] = print) -> PagcpResult:
+    """Prune `model` (left untouched; a pruned copy is returned) with PAGCP until the GFLOPs ratio reaches
+    `speedup` or `rounds` rounds are done.
+
+    calib_batches: [(images float [B,3,H,W] in [0, 1] on the model's device, targets [N,6]), ...].
+    loss_fn: `loss_fn(raw, targets) -> (loss, items[box, obj, cls])` (engine.loss.build_loss).
+    finetune_fn(model, round) -> model or None: trains between rounds (not after the last).
+    ignored_layers: modules (or their names) never pruned, e.g. the guard's; the head's output convs
+    always are. opaque: names of layers the guard traces as black boxes.
+    A round that accepts nothing doubles the tolerances of the following rounds (d0 and D - 1).
+    """
+    opts = PagcpOptions(speedup, imgsz, initial_rate, initial_thres, topk, exp, rate_slope, thres_slope,
+                        rounds, stop_at_target).check()
+    t0 = time.time()
+    calib = Calibration(calib_batches, loss_fn)
+    names = {m: n for n, m in model.named_modules()}
+    ignored_names = [layer if isinstance(layer, str) else names[layer] for layer in ignored_layers
+                     if isinstance(layer, str) or layer in names]
+    base_gflops = count_gflops(model, imgsz)
+    current, records, reached, boost = model, [], False, 1.0
+    for r in range(opts.rounds):
+        d0, big_d = opts.for_round(r, boost)
+        current, rnd = _Round(current, calib, opts, r, d0, big_d, base_gflops, ignored_names, opaque,
+                              progress).run()
+        records.append(rnd)
+        row = rnd.row()
+        progress(f"pagcp round {r + 1}/{opts.rounds}: accepted {row['accepted']} of {row['candidates']} groups, "
+                 f"applied {row['applied']}, GFLOPs {rnd.gflops_before:.4g} -> {rnd.gflops_after:.4g} "
+                 f"({rnd.speedup:.3f}x of {speedup}x), {rnd.wall_s:.0f}s")
+        if rnd.speedup >= speedup:
+            reached = True
+            break
+        if row["accepted"] == 0:
+            boost *= 2
+            progress(f"pagcp: round {r + 1} accepted nothing; the next round doubles the tolerances")
+        if finetune_fn is not None and r + 1 < opts.rounds:
+            current = finetune_fn(current, r) or current
+    result = PagcpResult(current.eval(), records, reached, base_gflops, count_gflops(current, imgsz), speedup,
+                         time.time() - t0)
+    ratio = result.gflops_ratio
+    if reached:
+        progress(f"pagcp: target {speedup}x reached in {len(records)} round(s): {ratio:.3f}x"
+                 + (f" (overshoot {ratio / speedup:.2f})" if ratio > 1.1 * speedup else ""))
+    else:
+        progress(f"pagcp: round limit {opts.rounds} reached at {ratio:.3f}x of the {speedup}x target; raise "
+                 "--rounds, --initial-rate or --initial-thres to prune further")
+    return result
+
+
+# ---- the `prune --method pagcp` entry point ---------------------------------------------------------------
+def calibration_batches(data, imgsz: int, batch_size: int, stride: int, hyp, n_batches: int, workers: int,
+                        device) -> list:
+    """The first `n_batches` training batches, letterboxed without augmentation, in file order, on `device`."""
+    from ..data.dataset import create_dataloader
+    if n_batches < 1:
+        raise ConfigError(f"--calib-batches must be >= 1, got {n_batches}")
+    loader, _ = create_dataloader(data.train, imgsz, batch_size, stride, hyp, augment=False, rect=False,
+                                  shuffle=False, workers=workers, nc=data.nc, prefix="pagcp calibration")
+    out = []
+    for imgs, targets, _, _ in loader:
+        out.append((imgs.to(device).float() / 255, targets.to(device)))
+        if len(out) == n_batches:
+            break
+    return out
+
+
+def _guard(model, x) -> tuple[list, list, list]:
+    """(ignored layers, skipped, black-box layer names) from the guard; the head convs alone without it."""
+    try:
+        from .guard import find_unprunable
+    except ImportError:
+        return list(model.head.m), [], []
+    found = find_unprunable(model, x, None)
+    ignored, skipped = found
+    return list(ignored), list(skipped), list(getattr(found, "opaque", []))
+
+
+def _round_finetuner(args, hyp, save_dir: Path, device):
+    """finetune_fn training `--round-finetune-epochs` between rounds into save_dir/pagcp_rounds/roundN."""
+    from ..engine.api import train
+    from ..engine.options import TrainOptions
+    from ..models.checkpoint import load_model
+
+    def finetune(model, r):
+        values = {f.name: getattr(args, f.name) for f in fields(TrainOptions) if hasattr(args, f.name)}
+        values.update(epochs=args.round_finetune_epochs, project=str(save_dir / "pagcp_rounds"),
+                      name=f"round{r + 1}", exist_ok=True)
+        res = train(TrainOptions(**values), model=model, hyp=hyp)
+        weights = res.best if Path(res.best).is_file() else res.last
+        return load_model(weights, device)[0].eval()
+    return finetune
+
+
+def prune_pagcp(model: nn.Module, args, data, hyp, device, save_dir=None) -> tuple[nn.Module, dict]:
+    """`prune --method pagcp`: calibration batches from the training set, the detection loss, the guard's
+    skips and optional finetuning between rounds; returns (pruned model, extra report)."""
+    from ..engine.loss import build_loss
+    from ..engine.options import check_imgsz
+    t0 = time.time()
+    model = model.to(device).eval()
+    stride = max(int(model.stride.max()), 32)
+    imgsz = check_imgsz(args.imgsz, stride)
+    batches = calibration_batches(data, imgsz, args.batch_size, stride, hyp, args.calib_batches, args.workers,
+                                  device)
+    if not batches:
+        raise DataError(f"pagcp: the training set of {data.yaml_path or 'the data'} gave no calibration batch")
+    ignored, skipped, opaque = _guard(model, batches[0][0][:1])
+    save_dir = Path(save_dir or getattr(args, "save_dir", None) or Path(args.project or "runs/prune") / args.name)
+    finetune_fn = _round_finetuner(args, hyp, save_dir, device) if args.round_finetune_epochs > 0 else None
+    result = pagcp_prune(model, batches, build_loss(model, hyp, imgsz), speedup=args.speedup, imgsz=imgsz,
+                         initial_rate=args.initial_rate, initial_thres=args.initial_thres, topk=args.topk,
+                         exp=args.exp, rate_slope=args.rate_slope, thres_slope=args.thres_slope,
+                         rounds=args.rounds, finetune_fn=finetune_fn, ignored_layers=ignored, opaque=opaque,
+                         progress=LOGGER.info)
+    extra = {"pagcp": {**result.summary(), "wall_s": time.time() - t0, "calib_batches": len(batches),
+                       "calib_images": sum(int(b[0].shape[0]) for b in batches)}, "skipped": skipped}
+    return result.model, extra

@@ -1,0 +1,38 @@
+"""Shared fixtures: tiny model configs and a tiny demo dataset, so every test stays fast on 2 CPU cores."""
+import copy
+import os
+
+import pytest
+import yaml
+
+os.environ.setdefault("YOLOCOMPRESS_NO_BAR", "1")
+
+
+def tiny_config(name: str = "yolov5n.yaml", width: float = 0.125, nc: int = 10) -> dict:
+    """A shipped config at a fraction of its width (same layout, far fewer channels)."""
+    from yolocompress.models.builder import load_config
+    cfg = copy.deepcopy(load_config(name))
+    cfg["width_multiple"], cfg["nc"] = width, nc
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def demo_data(tmp_path_factory):
+    """A 12-train / 8-val image digits dataset at 64 px (generated, no download)."""
+    from yolocompress.data.demo import make_demo_dataset
+    return make_demo_dataset(tmp_path_factory.mktemp("demo") / "data", n_train=12, n_val=8, imgsz=64, seed=1)
+
+
+@pytest.fixture
+def tiny_v5():
+    return tiny_config("yolov5n.yaml")
+
+
+@pytest.fixture
+def tiny_v7():
+    return tiny_config("yolov7-tiny.yaml", width=0.25)
+
+
+def write_yaml(path, data) -> str:
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return str(path)

@@ -1,0 +1,129 @@
+"""The training loop: run-folder contents, callbacks, exact resume, NaN stop, DDP."""
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from yolocompress.engine.api import train
+from yolocompress.engine.callbacks import Callback
+from yolocompress.engine.hyp import Hyp
+from yolocompress.engine.options import TrainOptions
+from yolocompress.errors import TrainingError
+from yolocompress.models.checkpoint import read_checkpoint
+
+from ..conftest import tiny_config, write_yaml
+
+
+def _opts(data, project, **kw):
+    base = dict(data=str(data), epochs=2, batch_size=4, imgsz=64, device="cpu", workers=0, project=str(project),
+                name="exp", nbs=4, seed=3)
+    return TrainOptions(**{**base, **kw})
+
+
+def _rows(save_dir):
+    with open(Path(save_dir) / "results.csv") as f:
+        return list(csv.DictReader(f))
+
+
+class Interrupt(Callback):
+    """Simulates a crash at the first batch of `epoch` (after the previous epoch was saved)."""
+
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def loss_terms(self, trainer, out):
+        if out.epoch == self.epoch:
+            raise KeyboardInterrupt
+        return {}
+
+
+def test_run_folder_contents(demo_data, tmp_path):
+    res = train(_opts(demo_data, tmp_path), cfg=tiny_config())
+    d = res.save_dir
+    for f in ("weights/best.pt", "weights/last.pt", "results.csv", "results.png", "hyp.yaml", "opt.yaml"):
+        assert (d / f).is_file(), f
+    assert list(d.glob("events.out.tfevents*"))
+    rows = _rows(d)
+    assert [int(r["epoch"]) for r in rows] == [0, 1]
+    for col in ("train/box_loss", "train/obj_loss", "train/cls_loss", "metrics/mAP50", "metrics/mAP50-95",
+                "x/lr0", "train/images_per_s"):
+        assert col in rows[0]
+    ck = torch.load(d / "weights/last.pt", weights_only=True)  # our format: plain data only
+    assert ck["train_state"]["epoch"] == 1
+    assert read_checkpoint(d / "weights/best.pt")["train_state"] is None
+
+
+def test_optimizer_groups_and_accumulation(demo_data, tmp_path):
+    from yolocompress.engine.trainer import build_optimizer
+    from yolocompress.models.builder import Model
+    m = Model(tiny_config())
+    opt = build_optimizer(m, Hyp(weight_decay=0.001))
+    biases, decay, no_decay = (g["params"] for g in opt.param_groups)
+    assert opt.param_groups[1]["weight_decay"] == 0.001 and opt.param_groups[2]["weight_decay"] == 0.0
+    assert opt.param_groups[0]["nesterov"]
+    n_bn = sum(1 for x in m.modules() if isinstance(x, torch.nn.BatchNorm2d))
+    assert len(no_decay) == n_bn
+    assert len(biases) == n_bn + m.head.nl  # BN biases + head conv biases
+    assert sum(p.numel() for g in opt.param_groups for p in g["params"]) == sum(p.numel() for p in m.parameters())
+
+
+def test_resume_continues_exactly(demo_data, tmp_path):
+    """An interrupted run resumed with --resume ends with the same weights as an uninterrupted one."""
+    full = train(_opts(demo_data, tmp_path / "a"), cfg=tiny_config())
+    with pytest.raises(KeyboardInterrupt):
+        train(_opts(demo_data, tmp_path / "b"), cfg=tiny_config(), callbacks_factory=lambda m, d: [Interrupt(1)])
+    broken = tmp_path / "b" / "exp"
+    assert [int(r["epoch"]) for r in _rows(broken)] == [0]
+    resumed = train(_opts(demo_data, tmp_path / "b", device="cpu"), resume=str(broken))
+    assert resumed.save_dir == broken
+    assert [int(r["epoch"]) for r in _rows(broken)] == [0, 1]  # no duplicated, no missing epoch
+    a = read_checkpoint(full.last)["model"]
+    b = read_checkpoint(resumed.last)["model"]
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_resume_of_finished_run_is_refused(demo_data, tmp_path):
+    res = train(_opts(demo_data, tmp_path, epochs=1), cfg=tiny_config())
+    with pytest.raises(TrainingError, match="nothing to resume"):
+        train(_opts(demo_data, tmp_path), resume=str(res.save_dir))
+
+
+class NaNTerm(Callback):
+    def loss_terms(self, trainer, out):
+        return {"kd_logit": torch.tensor(float("nan") if out.epoch == 1 else 0.0)}
+
+
+def test_nan_loss_stops_cleanly_naming_the_component(demo_data, tmp_path):
+    with pytest.raises(TrainingError, match="kd_logit") as e:
+        train(_opts(demo_data, tmp_path), cfg=tiny_config(), callbacks_factory=lambda m, d: [NaNTerm()])
+    assert "last good checkpoint" in str(e.value)
+    last = tmp_path / "exp" / "weights" / "last.pt"
+    assert read_checkpoint(last)["train_state"]["epoch"] == 0
+
+
+def test_loss_terms_are_logged_with_their_share(demo_data, tmp_path):
+    class Const(Callback):
+        def loss_terms(self, trainer, out):
+            return {"kd_feature": torch.tensor(0.5)}
+    res = train(_opts(demo_data, tmp_path, epochs=1), cfg=tiny_config(), callbacks_factory=lambda m, d: [Const()])
+    row = _rows(res.save_dir)[0]
+    assert float(row["train/kd_feature"]) == pytest.approx(0.5)
+    assert 0 < float(row["train/kd_feature_share"]) < 1
+
+
+def test_ddp_two_processes_gloo(demo_data, tmp_path):
+    cfg = write_yaml(tmp_path / "tiny.yaml", tiny_config())
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+           "-m", "yolocompress", "train", "--cfg", cfg, "--data", str(demo_data), "--epochs", "1", "--batch-size", "4",
+           "--imgsz", "64", "--device", "cpu", "--workers", "0", "--project", str(tmp_path / "runs")]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    runs = list((tmp_path / "runs").glob("exp*"))
+    assert len(runs) == 1, runs  # only rank 0 writes
+    assert (runs[0] / "weights" / "last.pt").is_file()

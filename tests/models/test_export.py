@@ -1,0 +1,75 @@
+"""ONNX export: onnxruntime reproduces the fused PyTorch model; names, dynamic axes, errors, atomic writes."""
+import onnx
+import pytest
+import torch
+
+from yolocompress.errors import ConfigError
+from yolocompress.models.export import check_onnx, export_onnx, inference_copy, run_onnx
+
+from .helpers import image, prune, randomise, small_model
+
+SIZE = 128
+
+
+def _parity(path, model, batch=1, size=SIZE):
+    x = image(batch, size, seed=1)
+    with torch.no_grad():
+        expected = inference_copy(model, torch.device("cpu"))(x)
+    got = torch.from_numpy(run_onnx(path, x))
+    assert got.shape == expected.shape == (batch, 3 * sum((size // s) ** 2 for s in (8, 16, 32)), model.head.no)
+    # objectness/class columns within 1e-4; box columns are pixels, so 1e-6 relative slack (float32 rounding)
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["yolov5n", "yolov7-tiny"])
+def test_onnx_matches_pytorch(tmp_path, name):
+    model = randomise(small_model(name))
+    path = export_onnx(model, tmp_path / f"{name}.onnx", imgsz=SIZE)
+    _parity(path, model)
+    assert check_onnx(path, model, SIZE) < 1e-3
+    graph = onnx.load(str(path)).graph
+    assert [i.name for i in graph.input] == ["images"] and [o.name for o in graph.output] == ["output0"]
+    assert [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim] == [1, 3, SIZE, SIZE]
+    assert not any(n.op_type == "BatchNormalization" for n in graph.node)  # fused
+    assert model.training and any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())  # untouched
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left
+
+
+def test_dynamic_batch_and_size(tmp_path):
+    model = small_model("yolov5n")
+    path = export_onnx(model, tmp_path / "dyn.onnx", imgsz=SIZE, dynamic=True)
+    dims = onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_param or d.dim_value for d in dims] == ["batch", 3, "height", "width"]
+    _parity(path, model, batch=2)
+    _parity(path, model, batch=1, size=96)
+
+
+def test_pruned_model_exports(tmp_path):
+    model = prune(randomise(small_model("yolov7-tiny")))
+    _parity(export_onnx(model, tmp_path / "pruned.onnx", imgsz=SIZE, batch_size=2), model, batch=2)
+
+
+def test_static_batch_size_and_metadata(tmp_path):
+    model = small_model("yolov5n")
+    path = export_onnx(model, tmp_path / "sub" / "b2.onnx", imgsz=64, batch_size=2)
+    proto = onnx.load(str(path))
+    assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_value == 2
+    meta = {p.key: p.value for p in proto.metadata_props}
+    assert meta["stride"] == "32" and meta["names"] == repr(model.names)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"half": True, "device": "cpu"}, "--half needs a CUDA device"),
+    ({"imgsz": 100}, "--imgsz 100 must be a positive multiple of the model stride 32"),
+    ({"batch_size": 0}, "--batch-size 0 must be a positive integer"),
+])
+def test_bad_export_options(tmp_path, kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        export_onnx(small_model("yolov5n"), tmp_path / "x.onnx", **kwargs)
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_half_export_on_cuda(tmp_path):
+    path = export_onnx(small_model("yolov5n"), tmp_path / "h.onnx", imgsz=SIZE, half=True, device="0")
+    assert onnx.load(str(path)).graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
