@@ -36,3 +36,9 @@ def tiny_v7():
 def write_yaml(path, data) -> str:
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return str(path)
+
+# Tiny models on 2 cores: one intra-op thread avoids oversubscription (Torch-Pruning's small index ops and
+# data-loader workers otherwise fight over the cores and run many times slower).
+import torch  # noqa: E402
+
+torch.set_num_threads(1)

@@ -5,7 +5,6 @@ import copy
 import csv
 import hashlib
 import math
-import os
 from argparse import Namespace
 from types import SimpleNamespace
 
@@ -294,7 +293,9 @@ def test_nan_distillation_loss_stops_run_and_keeps_last(files, student, monkeypa
 
     opts = TrainOptions(data=str(files.data), epochs=2, batch_size=BATCH, imgsz=IMGSZ, device="cpu", workers=0,
                         project=str(files.root / "runs"), name="nan", noval=True)
-    factory = lambda model, data: [NaNFromEpoch2(model, str(files.teacher), DistillOptions(logit="l2"), IMGSZ)]  # noqa: E731
+    def factory(model, data):
+        return [NaNFromEpoch2(model, str(files.teacher), DistillOptions(logit="l2"), IMGSZ)]
+
     with pytest.raises(TrainingError, match=r"epoch 2, batch 0 \(component: kd_logit\)"):
         engine_api.train(opts, weights=str(files.student), callbacks_factory=factory)
     last = read_checkpoint(files.root / "runs" / "nan" / "weights" / "last.pt")

@@ -10,17 +10,26 @@ from yolocompress.cli import build_parser
 from yolocompress.data.demo import make_demo_dataset
 from yolocompress.engine.hyp import Hyp
 from yolocompress.engine.loss import build_loss
-from yolocompress.errors import ConfigError
+from yolocompress.errors import CheckpointError, ConfigError, PruningError
 from yolocompress.models.builder import Model
 from yolocompress.models.checkpoint import read_checkpoint, save_checkpoint
 from yolocompress.prune import sparse
 from yolocompress.prune.sparse import RegSchedule, SparseCallback, bn_scales
 
-from ..models.helpers import small_cfg
+from ..conftest import tiny_config
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 SPARSE_METHODS = ["slim", "group_slim", "group_sl", "group_reg"]
 IMGSZ = 64
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tensors here are tiny: OpenMP hand-offs between threads cost more than the work (10x on 2 busy cores)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 # ---- schedule ------------------------------------------------------------------------------------
@@ -53,7 +62,7 @@ def test_only_sparse_methods_are_accepted(method):
 # ---- the callback on a real YOLO model -----------------------------------------------------------
 def _model(seed=0):
     torch.manual_seed(seed)
-    return Model(small_cfg("yolov5n", nc=3, width=0.125))
+    return Model(tiny_config(nc=3))
 
 
 def _trainer(model, tmp_path, epochs=2, **kw):
@@ -147,6 +156,13 @@ def test_slim_refuses_sync_bn_on_several_gpus(tmp_path):
         SparseCallback("slim", model).on_train_start(trainer)
 
 
+def test_untraceable_model_is_a_pruning_error(tmp_path):
+    model = _model()  # 40 px is no multiple of the stride: the trace's concat fails
+    with pytest.raises(PruningError, match="cannot build the channel groups"):
+        SparseCallback("group_sl", model, example_inputs=torch.zeros(1, 3, 40, 40)).on_train_start(
+            _trainer(model, tmp_path))
+
+
 def test_ridge_plot_draws_many_epochs(tmp_path):
     hists = {e: [e % 7 + i % 5 for i in range(len(sparse.HIST_EDGES) - 1)] for e in range(60)}
     out = sparse.plot_bn_ridge(hists, tmp_path / "ridge.png", "slim")
@@ -165,11 +181,17 @@ def _args(tmp_path, data, weights, *extra):
         "--project", str(tmp_path / "runs"), *extra])
 
 
+def test_resuming_a_run_that_is_not_sparse_training_is_refused(tmp_path):
+    last = save_checkpoint(tmp_path / "run" / "weights" / "last.pt", _model(), train_state={"epoch": 0}, meta={})
+    with pytest.raises(CheckpointError, match="not a sparse-training run"):
+        sparse.sparse_command(_args(tmp_path, "data.yaml", last, "--resume", str(last)))
+
+
 def test_sparse_command_writes_records_and_resumes(tmp_path, monkeypatch):
     monkeypatch.setenv("YOLOCOMPRESS_NO_BAR", "1")
     data = make_demo_dataset(tmp_path / "demo", n_train=16, n_val=8, imgsz=IMGSZ)
     torch.manual_seed(0)
-    weights = save_checkpoint(tmp_path / "start.pt", Model(small_cfg("yolov5n", nc=10, width=0.125)))
+    weights = save_checkpoint(tmp_path / "start.pt", Model(tiny_config()))
 
     real_end = SparseCallback.on_epoch_end
 

@@ -48,8 +48,10 @@ class DistillOptions:
 
     def check(self) -> "DistillOptions":
         if self.logit is None and self.feature is None:
-            raise ConfigError("distillation needs a loss: add --kd-logit l1|l2|ast and/or --kd-feature mimic|mgd|cwd")
-        for flag, name, table in (("--kd-logit", self.logit, LOGIT_LOSSES), ("--kd-feature", self.feature, FEATURE_LOSSES)):
+            raise ConfigError("distillation needs a loss: add --kd-logit l1|l2|ast and/or "
+                              "--kd-feature mimic|mgd|cwd")
+        for flag, name, table in (("--kd-logit", self.logit, LOGIT_LOSSES),
+                                  ("--kd-feature", self.feature, FEATURE_LOSSES)):
             if name is not None and name not in table:
                 raise ConfigError(f"{flag} {name!r} is unknown; choose one of {', '.join(table)}")
         for flag, w in (("--kd-logit-weight", self.logit_weight), ("--kd-feature-weight", self.feature_weight)):
@@ -135,52 +137,53 @@ class DistillCallback(Callback):
         self.layers = list(options.layers or student.head_inputs()) if options.feature else []
         self.teacher_layers = list(options.teacher_layers or self.teacher.head_inputs()) if options.feature else []
         self.logit_loss = None
-        self.feature_loss = self._check_and_build(student, imgsz)
         self.imgsz = training_imgsz(imgsz, student)
+        self._check_heads_and_layers(student)
+        s_feats, t_feats = self._check_shapes(student, self.imgsz)
+        self.feature_loss = build_feature_loss(
+            options.feature, [s_feats[i][0] for i in self.layers], [t_feats[j][0] for j in self.teacher_layers],
+            names=self._pairs(), **options.feature_options) if options.feature else None
         self.device = torch.device("cpu")
         self._schedule: KDSchedule | None = None
         LOGGER.info(self.describe())
 
     # ---- checks (before training) --------------------------------------------------------------------
-    def _check_and_build(self, student: nn.Module, imgsz: int):
-        """Check the pairing at the training image size; build the feature loss (its adapters join the optimizer)."""
-        opts = self.options
-        imgsz = training_imgsz(imgsz, student)
+    def _pairs(self) -> list[str]:
+        return [f"student layer {s} / teacher layer {t}" for s, t in zip(self.layers, self.teacher_layers)]
+
+    def _check_heads_and_layers(self, student: nn.Module) -> None:
         s_head, t_head = student.head, self.teacher.head
-        if opts.logit and (int(s_head.nl), int(s_head.na)) != (int(t_head.nl), int(t_head.na)):
+        s_geo, t_geo = (int(s_head.nl), int(s_head.na)), (int(t_head.nl), int(t_head.na))
+        if self.options.logit and s_geo != t_geo:
             raise ConfigError(f"logit distillation needs the same detection levels and anchors: student "
-                              f"{int(s_head.nl)}x{int(s_head.na)}, teacher {int(t_head.nl)}x{int(t_head.na)} "
-                              f"(levels x anchors); use --kd-feature only or a teacher with the same head")
+                              f"{s_geo[0]}x{s_geo[1]}, teacher {t_geo[0]}x{t_geo[1]} (levels x anchors); "
+                              f"use --kd-feature only or a teacher with the same head")
+        if self.options.logit and not torch.allclose(s_head.anchors.float().cpu(), t_head.anchors.float().cpu(),
+                                                     rtol=1e-3, atol=1e-3):
+            LOGGER.warning("distillation: student and teacher anchors differ; the logit loss decodes both with "
+                           "the student's anchors, so its box term is only approximate")
         if len(self.layers) != len(self.teacher_layers):
             raise ConfigError(f"feature distillation pairs layers one to one: student layers {self.layers}, "
                               f"teacher layers {self.teacher_layers}; give as many --kd-teacher-layers as --kd-layers")
         check_layers(student, self.layers, "--kd-layers", "student")
         check_layers(self.teacher, self.teacher_layers, "--kd-teacher-layers", "teacher")
+
+    def _check_shapes(self, student: nn.Module, imgsz: int) -> tuple[dict, dict]:
+        """One dummy forward of both models at the training size: the output and feature shapes must pair up."""
         s_raw, s_feats = probe(student, self.layers, imgsz)
         t_raw, t_feats = probe(self.teacher, self.teacher_layers, imgsz)
-        if opts.logit:
-            if s_raw != t_raw:
-                raise ConfigError(f"logit distillation needs the same detection levels and anchors: student outputs "
-                                  f"{s_raw}, teacher {t_raw} at imgsz {imgsz}; the strides differ: use --kd-feature only")
-            if not torch.allclose(s_head.anchors.float().cpu(), t_head.anchors.float().cpu(), rtol=1e-3, atol=1e-3):
-                LOGGER.warning("distillation: student and teacher anchors differ; the logit loss decodes both with "
-                               "the student's anchors, so its box term is only approximate")
-        return self._build_feature_loss(s_feats, t_feats, imgsz) if opts.feature else None
-
-    def _pairs(self):
-        return [f"student layer {s} / teacher layer {t}" for s, t in zip(self.layers, self.teacher_layers)]
-
-    def _build_feature_loss(self, s_feats: dict, t_feats: dict, imgsz: int):
-        for name, s, t in zip(self._pairs(), (s_feats[i] for i in self.layers), (t_feats[j] for j in self.teacher_layers)):
+        if self.options.logit and s_raw != t_raw:
+            raise ConfigError(f"logit distillation needs the same detection levels and anchors: student outputs "
+                              f"{s_raw}, teacher {t_raw} at imgsz {imgsz}; the strides differ: use --kd-feature only")
+        for name, i, j in zip(self._pairs(), self.layers, self.teacher_layers):
+            s, t = s_feats[i], t_feats[j]
             if s is None or t is None or len(s) != 3 or len(t) != 3:
-                raise ConfigError(f"feature distillation {name}: outputs {s} and {t} are not [C, H, W] feature maps; "
-                                  f"choose convolutional layers")
+                raise ConfigError(f"feature distillation {name}: outputs {s} and {t} are not [C, H, W] feature "
+                                  f"maps; choose convolutional layers")
             if s[1:] != t[1:]:
                 raise ConfigError(f"feature distillation {name}: spatial sizes differ at imgsz {imgsz} (student "
                                   f"{s[1]}x{s[2]}, teacher {t[1]}x{t[2]}); pair layers of the same stride")
-        return build_feature_loss(self.options.feature, [s_feats[i][0] for i in self.layers],
-                                  [t_feats[j][0] for j in self.teacher_layers], names=self._pairs(),
-                                  **self.options.feature_options)
+        return s_feats, t_feats
 
     def describe(self) -> str:
         o = self.options
@@ -210,7 +213,7 @@ class DistillCallback(Callback):
         student = getattr(trainer.model, "module", trainer.model)
         if trainer.imgsz != self.imgsz:  # e.g. a resumed run trains at its saved size
             self.imgsz = trainer.imgsz
-            self._recheck_shapes(student)
+            self._check_shapes(student, self.imgsz)  # channels, hence adapters, do not depend on the size
         hyp = trainer.hyp
         if self.options.logit:
             gains = Gains(box=hyp.box, obj=hyp.obj, cls=hyp.cls)
@@ -224,16 +227,6 @@ class DistillCallback(Callback):
                 seed = int(getattr(trainer.opts, "seed", 0)) + max(int(getattr(trainer, "rank", -1)), 0)
                 self.feature_loss.generator = torch.Generator(device=self.device).manual_seed(seed)
         self._schedule = None
-
-    def _recheck_shapes(self, student: nn.Module) -> None:
-        """Re-run the spatial checks at a new image size (channels, hence adapters, do not depend on it)."""
-        s_raw, s_feats = probe(student, self.layers, self.imgsz)
-        t_raw, t_feats = probe(self.teacher, self.teacher_layers, self.imgsz)
-        if self.options.logit and s_raw != t_raw:
-            raise ConfigError(f"logit distillation needs the same detection levels and anchors: student outputs "
-                              f"{s_raw}, teacher {t_raw} at imgsz {self.imgsz}; use --kd-feature only")
-        if self.options.feature:
-            self._build_feature_loss(s_feats, t_feats, self.imgsz)  # raises on a mismatch; result unused
 
     def multiplier(self, trainer, out) -> float:
         """The schedule's factor at this iteration (0 from --kd-stop-epoch on)."""
@@ -296,6 +289,7 @@ class DistillCallback(Callback):
         before = (saved.get("feature"), list(state.get("layers") or []), list(state.get("teacher_layers") or []))
         if now != before:
             raise CheckpointError(f"the run was distilled with feature loss {before[0]} on layers {before[1]} <- "
-                                  f"{before[2]}, now {now[0]} on {now[1]} <- {now[2]}; resume with the same --kd-* options")
+                                  f"{before[2]}, now {now[0]} on {now[1]} <- {now[2]}; "
+                                  f"resume with the same --kd-* options")
         if self.feature_loss is not None:
             self.feature_loss.load_state_dict(state.get("feature_loss") or {})

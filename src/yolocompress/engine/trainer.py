@@ -20,7 +20,7 @@ import yaml
 from tqdm import tqdm
 
 from ..data.dataset import DataConfig, create_dataloader
-from ..errors import TrainingError
+from ..errors import CheckpointError, TrainingError
 from ..models.checkpoint import save_checkpoint
 from . import distributed as dist
 from .callbacks import Callback, StepOutputs
@@ -163,7 +163,13 @@ class Trainer:
     def _load_resume_state(self, st: dict):
         m = unwrap(self.model)
         m.load_state_dict(st["model"])
-        self.optimizer.load_state_dict(st["optimizer"])
+        for cb, cst in zip(self.callbacks, st.get("callbacks", [])):
+            cb.load_state_dict(cst)  # first: a callback's own check names a mismatch better than the optimizer
+        try:
+            self.optimizer.load_state_dict(st["optimizer"])
+        except ValueError as e:
+            raise CheckpointError(f"cannot resume: the optimizer state does not match this run ({e}); resume with the "
+                                  "same distillation/sparsity options as the interrupted run") from None
         if self.ema is not None and st.get("ema") is not None:
             self.ema.ema.load_state_dict(st["ema"])
             self.ema.updates = int(st.get("ema_updates", 0))
@@ -171,8 +177,6 @@ class Trainer:
             self.scaler.load_state_dict(st["scaler"])
         self.start_epoch = int(st["epoch"]) + 1
         self.best_fitness = float(st.get("best_fitness", 0.0))
-        for cb, cst in zip(self.callbacks, st.get("callbacks", [])):
-            cb.load_state_dict(cst)
         if self.start_epoch >= self.opts.epochs:
             raise TrainingError(f"nothing to resume: all {self.opts.epochs} epochs are done "
                                 f"(use --weights {self.wdir / 'last.pt'} to train further)")
@@ -229,8 +233,7 @@ class Trainer:
                 for k, v in terms.items():
                     extra_sums[k] = (extra_sums.get(k, 0.0) * i + float(v.detach())) / (i + 1)
                 if self.main and hasattr(pbar, "set_postfix"):
-                    pbar.set_postfix({n.split("_")[0]: f"{v:.4f}" for n, v in zip(LOSS_NAMES, mloss.tolist())}
-                                     | {k: f"{v:.4f}" for k, v in extra_sums.items()}, refresh=False)
+                    pbar.set_postfix(self._postfix(mloss, extra_sums), refresh=False)
             lrs = [g["lr"] for g in self.optimizer.param_groups]
             self.scheduler.step()
             train_time = time.time() - t_epoch
@@ -248,6 +251,15 @@ class Trainer:
                 self.tb.close()
             self._plot_results()
         return TrainResult(self.save_dir, self.wdir / "best.pt", self.wdir / "last.pt", self.metrics, self.epoch + 1)
+
+    @staticmethod
+    def _postfix(mloss, extra_sums) -> dict:
+        """Loss components for the progress bar; extra terms also show their share of the total loss."""
+        out = {n.split("_")[0]: f"{v:.4f}" for n, v in zip(LOSS_NAMES, mloss.tolist())}
+        total = float(mloss.sum()) + sum(extra_sums.values())
+        for k, v in extra_sums.items():
+            out[k] = f"{v:.4f} ({100 * v / total:.0f}%)" if total else f"{v:.4f}"
+        return out
 
     def _reseed_epoch(self, epoch: int):
         """Each epoch's data order and augmentation follow from (seed, epoch), so a resumed run sees the same data."""

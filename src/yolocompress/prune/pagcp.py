@@ -344,16 +344,16 @@ class Calibration:
         """Per batch, (output of layer start-1, {j: output of layer j < start read at or after start})."""
         if start <= 0 or not self.resumable(model):
             return [None] * len(self.batches)
-        layers = list(model.model)
+        layers, save = list(model.model), set(model.save)
         need = {j for m in layers[start:] for j in _sources(m) if 0 <= j < start}
         states = []
         for imgs, _ in self.batches:
             x, y = imgs, {}
             for m in layers[:start]:
                 x = m(self._inputs(m, x, y))
-                if m.i in need:
+                if m.i in save:
                     y[m.i] = x
-            states.append((x, y))
+            states.append((x, {j: y[j] for j in need}))
         return states
 
     @staticmethod

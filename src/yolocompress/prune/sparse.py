@@ -113,10 +113,12 @@ class SparseCallback(Callback):
     """Adds the method's penalty to the gradients at every optimizer step and records BN sparsity.
 
     The pruner is built at train start on the trainer's (unwrapped) model, only for its regulariser:
-    nothing is pruned. `model` (the one the factory got) fixes the ignored layers when
-    `ignored_layers` is None: the head's output convs. `epochs` and `imgsz` default to the trainer's. group_reg: the coefficients of the weakest groups grow by
-    `delta_reg` (default `reg`) once per epoch, at the first optimizer step of every epoch after the
-    first; the growth is saved with the run, so a resumed run continues it.
+    nothing is pruned. `model` (what the callbacks factory got) gives the ignored layers when
+    `ignored_layers` is None: the head's output convs. `epochs` and `imgsz` default to the trainer's.
+    group_reg: once per epoch (first optimizer step of every epoch after the first) each channel's
+    coefficient grows by up to `delta_reg` (default `reg`), the most for the group's weakest
+    channels; the schedule then scales all coefficients by coefficient(epoch) / reg. The growth is
+    saved with the run, so a resumed run continues it.
     """
     name = "sparse"
 
@@ -125,7 +127,7 @@ class SparseCallback(Callback):
                  imgsz: int | None = None, ignored_layers=None, delta_reg: float | None = None):
         self.method = sparse_method(method)
         self.schedule = RegSchedule(reg, reg_end, schedule)
-        self.model, self.example_inputs, self.epochs, self.imgsz = model, example_inputs, epochs, imgsz
+        self.example_inputs, self.epochs, self.imgsz = example_inputs, epochs, imgsz
         self.ignored_layers = ignored_layers
         if ignored_layers is None and model is not None:
             self.ignored_layers = head_pruning_args(model)[0]
