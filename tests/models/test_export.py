@@ -62,11 +62,22 @@ def test_static_batch_size_and_metadata(tmp_path):
     ({"half": True, "device": "cpu"}, "--half needs a CUDA device"),
     ({"imgsz": 100}, "--imgsz 100 must be a positive multiple of the model stride 32"),
     ({"batch_size": 0}, "--batch-size 0 must be a positive integer"),
+    ({"opset": 9}, "--opset 9 is not supported; use 11..20"),
 ])
 def test_bad_export_options(tmp_path, kwargs, message):
     with pytest.raises(ConfigError, match=message):
         export_onnx(small_model("yolov5n"), tmp_path / "x.onnx", **kwargs)
     assert not list(tmp_path.iterdir())
+
+
+def test_exporter_failure_is_one_line_and_leaves_no_file(tmp_path, monkeypatch):
+    def fail(*args, **kwargs):
+        raise RuntimeError("Unsupported: ONNX export of operator foo\nmore details")
+
+    monkeypatch.setattr(torch.onnx, "export", fail)
+    with pytest.raises(ConfigError, match=r"x.onnx: ONNX export failed at opset 17 \(RuntimeError: .*foo\)") as e:
+        export_onnx(small_model("yolov5n"), tmp_path / "x.onnx", imgsz=64)
+    assert "\n" not in str(e.value) and not list(tmp_path.iterdir())
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

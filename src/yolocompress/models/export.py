@@ -19,6 +19,7 @@ from ..errors import CheckpointError, ConfigError
 from ..engine.device import select_device
 
 INPUT_NAME, OUTPUT_NAME = "images", "output0"
+OPSETS = range(11, 21)  # Resize matches PyTorch's upsampling from 11; 20 is the TorchScript exporter's last
 
 
 class PredOnly(nn.Module):
@@ -32,7 +33,9 @@ class PredOnly(nn.Module):
         return self.model(x)[0]
 
 
-def _check_args(imgsz: int, batch_size: int, stride: int):
+def _check_args(imgsz: int, batch_size: int, stride: int, opset: int):
+    if opset not in OPSETS:
+        raise ConfigError(f"export: --opset {opset!r} is not supported; use {OPSETS.start}..{OPSETS.stop - 1} (default 17)")
     if isinstance(imgsz, bool) or not isinstance(imgsz, int) or imgsz <= 0 or imgsz % stride:
         raise ConfigError(f"export: --imgsz {imgsz!r} must be a positive multiple of the model stride {stride}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -63,7 +66,7 @@ def export_onnx(model: nn.Module, path, imgsz: int = 640, batch_size: int = 1, d
     dev = select_device(device)
     if half and dev.type != "cuda":
         raise ConfigError(f"export: --half needs a CUDA device (got {dev}); drop --half or use --device 0")
-    _check_args(imgsz, batch_size, _model_stride(model))
+    _check_args(imgsz, batch_size, _model_stride(model), opset)
     net = inference_copy(model, dev, half)
     x = torch.zeros(batch_size, 3, imgsz, imgsz, device=dev, dtype=torch.float16 if half else torch.float32)
     axes = {INPUT_NAME: {0: "batch", 2: "height", 3: "width"}, OUTPUT_NAME: {0: "batch", 1: "anchors"}} \
@@ -84,6 +87,11 @@ def export_onnx(model: nn.Module, path, imgsz: int = 640, batch_size: int = 1, d
         _add_metadata(proto, model, imgsz)
         onnx.save(proto, tmp)
         os.replace(tmp, path)
+    except Exception as e:  # a module the tracer or this opset cannot express: say so in one line
+        Path(tmp).unlink(missing_ok=True)
+        first = (str(e).strip().splitlines() or [""])[0][:200]
+        raise ConfigError(f"export {path}: ONNX export failed at opset {opset} ({type(e).__name__}: {first}); "
+                          "try another --opset, or check that custom modules are traceable") from e
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
