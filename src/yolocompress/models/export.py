@@ -35,7 +35,8 @@ class PredOnly(nn.Module):
 
 def _check_args(imgsz: int, batch_size: int, stride: int, opset: int):
     if opset not in OPSETS:
-        raise ConfigError(f"export: --opset {opset!r} is not supported; use {OPSETS.start}..{OPSETS.stop - 1} (default 17)")
+        raise ConfigError(f"export: --opset {opset!r} is not supported; "
+                          f"use {OPSETS.start}..{OPSETS.stop - 1} (default 17)")
     if isinstance(imgsz, bool) or not isinstance(imgsz, int) or imgsz <= 0 or imgsz % stride:
         raise ConfigError(f"export: --imgsz {imgsz!r} must be a positive multiple of the model stride {stride}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:

@@ -34,3 +34,34 @@ def plot_results(csv_path, out_path) -> Path:
     fig.savefig(out_path, dpi=120)
     plt.close(fig)
     return Path(out_path)
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of points not dominated by another (lower cost x and higher accuracy y is better)."""
+    front = []
+    for i, (x, y) in enumerate(points):
+        dominated = any((x2 <= x and y2 >= y) and (x2 < x or y2 > y) for j, (x2, y2) in enumerate(points) if j != i)
+        if not dominated:
+            front.append(i)
+    return front
+
+
+def plot_tradeoff(rows: list[dict], x_key: str, y_key: str, out_path, title: str = "") -> Path:
+    """Accuracy against cost, one labelled point per model, the Pareto front joined by a line."""
+    pts = [(float(r[x_key]), float(r[y_key])) for r in rows]
+    front = sorted(pareto_front(pts), key=lambda i: pts[i][0])
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    ax.scatter([p[0] for p in pts], [p[1] for p in pts], color="tab:blue", zorder=3)
+    for r, (x, y) in zip(rows, pts):
+        ax.annotate(str(r.get("Model", "")), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.plot([pts[i][0] for i in front], [pts[i][1] for i in front], color="tab:red", linestyle="--",
+            marker="o", label="Pareto front", zorder=2)
+    ax.set_xlabel(x_key)
+    ax.set_ylabel(y_key)
+    ax.set_title(title or f"{y_key} vs {x_key}")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=120)
+    plt.close(fig)
+    return Path(out_path)
