@@ -109,7 +109,7 @@ def prune_to_target(model: nn.Module, example_inputs, method: str, speedup: floa
                           pruning_ratio=max_ratio, max_pruning_ratio=max_ratio, iterative_steps=max_steps,
                           global_pruning=global_pruning, round_to=round_to, **guard.pruner_options(model))
     g, lat, step, reached, still = g0, lat0, 0, False, 0
-    reason = f"step limit ({max_steps}) reached"
+    reason = "step limit reached"
     for step in range(1, max_steps + 1):
         if m.needs_grad:
             grad_fn(model, pruner)
@@ -126,10 +126,10 @@ def prune_to_target(model: nn.Module, example_inputs, method: str, speedup: floa
         if progress is not None:
             progress(step, ratio, lat_ratio)
         if (lat_ratio if metric == "latency" else ratio) >= speedup:
-            reached, reason = True, f"target {speedup}x ({metric}) reached"
+            reached, reason = True, "target reached"
             break
         if still >= patience:
-            reason = f"nothing left to prune for {patience} steps (every layer at --max-ratio {max_ratio})"
+            reason = f"nothing left to prune (no change for {patience} steps; layers at --max-ratio {max_ratio})"
             break
     if step == 0:
         raise PruningError("prune: no step was run; use --max-steps >= 1")
@@ -143,7 +143,7 @@ def prune_to_target(model: nn.Module, example_inputs, method: str, speedup: floa
         skipped=list(guard.skipped), per_layer=per_layer_table(channels_before, conv_channels(model)),
         params_before=params_before, params_after=count_params(model), stop_reason=reason)
     log = LOGGER.info if reached else LOGGER.warning
-    log(f"prune: {reason} after {step} steps; GFLOPs {g0:.3f} -> {g:.3f} ({outcome.speedup_gflops:.3f}x)"
+    log(f"prune: {reason} after {step} of at most {max_steps} steps; GFLOPs {g0:.3f} -> {g:.3f} ({outcome.speedup_gflops:.3f}x)"
         + (f", latency {lat0:.2f} -> {lat:.2f} ms ({outcome.speedup_latency:.3f}x)" if timed else ""))
     if not reached:
         LOGGER.warning(f"prune: the target {speedup}x was not reached; raise --max-steps or --max-ratio, "

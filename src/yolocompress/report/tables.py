@@ -60,7 +60,7 @@ def _fmt_value(col: str, v) -> str:
     if col.startswith("Inference Time") or col.endswith("(ms)"):
         return f"{v:.2f} ms"
     if col.startswith("GFLOPs"):
-        return f"{v:.2f}"
+        return f"{v:.2f}" if v >= 1 else f"{v:.3g}"
     if _kind(col) == "delta":
         return f"{v:.4f}"
     return f"{v:.4g}" if isinstance(v, float) else str(v)
@@ -81,7 +81,7 @@ def table_columns(rows: list[dict]) -> list[str]:
     seen: list[str] = []
     for row in rows:
         seen += [k for k in row if k not in seen and not k.endswith((PCT, DELTA))]
-    known = [c for prefix in COLUMNS for c in seen if c == prefix or c.startswith(prefix + " ")]
+    known = [c for prefix in COLUMNS for c in seen if c == prefix or c.startswith(prefix + " (")]
     return known + [c for c in seen if c not in known]
 
 

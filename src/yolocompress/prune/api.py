@@ -1,0 +1,255 @@
+"""`yolocompress prune`: load, guard, prune to a target speed-up, save `pruned.pt`, finetune, report.
+
+Everything lands in one run folder (`runs/prune/expN/`): `pruned.pt` (before finetuning), `weights/best.pt`
+and `last.pt` (the finetune, an ordinary training run on the pruned model, optionally distilled from the
+unpruned one), `report.md/csv/json` and `channels.png`. `--resume` continues an interrupted finetune: the
+baseline numbers and the pruning summary are read back from `pruned.pt`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import tempfile
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from ..data.dataset import create_dataloader, load_data_config
+from ..engine.api import find_resume_checkpoint, model_for_data, train
+from ..engine.device import select_device
+from ..engine.hyp import Hyp
+from ..engine.loss import build_loss
+from ..engine.options import check_imgsz
+from ..engine.rundir import increment_path
+from ..engine.validator import Validator
+from ..errors import CheckpointError, ConfigError
+from ..models.checkpoint import load_model, read_checkpoint, save_checkpoint
+from ..models.registry import load_user_modules
+from ..report.stats import count_gflops, count_params, file_size_mb, measure_latency
+from ..report.tables import write_report
+from .methods import METHODS, accumulate_gradients, get_method
+from .speedup import conv_channels, per_layer_table, prune_to_target
+from .tp_fixes import prepare_model_for_pruning
+
+LOGGER = logging.getLogger("yolocompress")
+PAGCP = "pagcp"
+
+
+# ---- pieces ------------------------------------------------------------------------------------------------
+def warn_if_not_sparse(method_name: str, ckpt: dict | None, weights) -> bool:
+    """Warn (and return True) when `method_name` expects sparse training the checkpoint did not get."""
+    method = get_method(method_name)
+    if not method.needs_sparse:
+        return False
+    done = ((ckpt or {}).get("meta") or {}).get("sparse_method")
+    if done in METHODS and METHODS[done].sparse_kind == method.sparse_kind:
+        return False
+    LOGGER.warning(f"prune: {method.name} ranks channels by what sparse training ({method.sparse_kind}) makes small, "
+                   f"but {weights} was {'sparse-trained with ' + done if done else 'not sparse-trained'}; run "
+                   f"`yolocompress sparse --method {method.name}` first for a better ranking")
+    return True
+
+
+def gradient_batches(data, imgsz: int, batch_size: int, stride: int, hyp: Hyp, n: int, workers: int,
+                     seed: int = 0) -> list:
+    """The first `n` training batches (no augmentation), kept in memory as (uint8 images, targets)."""
+    if n < 1:
+        raise ConfigError(f"--grad-batches must be at least 1 for gradient-based methods, got {n}")
+    loader, _ = create_dataloader(data.train, imgsz, batch_size, stride, hyp, augment=False, workers=workers,
+                                  shuffle=True, seed=seed, nc=data.nc, prefix="grad")
+    batches = []
+    for imgs, targets, *_ in loader:
+        batches.append((imgs, targets))
+        if len(batches) >= n:
+            break
+    return batches
+
+
+def detection_grad_fn(method_name: str, batches: list, loss_fn, device):
+    """`grad_fn(model, pruner)` for `prune_to_target`: gradients of the detection loss on `batches`.
+
+    BatchNorm layers stay in eval mode, so scoring does not move their running statistics.
+    """
+    def loss_of(model, batch):
+        model.train()
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.eval()
+        imgs = batch[0].to(device).float() / 255
+        return loss_fn(model(imgs), batch[1].to(device))[0]
+
+    def grad_fn(model, pruner):
+        accumulate_gradients(method_name, model, loss_of, batches, importance=pruner.importance)
+    return grad_fn
+
+
+def measure_row(model: nn.Module, label: str, *, weights_file, validator, imgsz: int, batch: int, device) -> dict:
+    """One report row: parameters, GFLOPs, checkpoint size, mAP and inference time, measured our one way."""
+    metrics = validator.run(model)
+    return {"Model": label, "Parameters": count_params(model), "GFLOPs": count_gflops(model, imgsz),
+            "Model Size": file_size_mb(weights_file), "mAP50": float(metrics["mAP50"]),
+            "mAP50-95": float(metrics["mAP50-95"]),
+            f"Inference Time (bs {batch})": measure_latency(model, imgsz, batch, device)}
+
+
+def checkpoint_size_mb(model: nn.Module) -> float:
+    """Size of `model` saved in our format (weights only), for a baseline that came from another file."""
+    with tempfile.TemporaryDirectory() as tmp:
+        return file_size_mb(save_checkpoint(Path(tmp) / "model.pt", model))
+
+
+def plot_channels(per_layer: list[dict], path) -> Path:
+    """Bars of output channels per convolution, before (light) and after (dark) pruning."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = list(range(len(per_layer)))
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.12 * len(x)), 3.2))
+    ax.bar(x, [r["before"] for r in per_layer], color="#c6dbef", label="before")
+    ax.bar(x, [r["after"] for r in per_layer], color="#2171b5", label="after")
+    step = max(1, len(x) // 40)
+    ax.set_xticks(x[::step], [r["name"].removeprefix("model.").removesuffix(".conv") for r in per_layer][::step],
+                  rotation=90, fontsize=6)
+    ax.set_ylabel("output channels")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)
+
+
+def _distill_factory(args, default_teacher):
+    from ..distill.api import distill_callbacks_factory
+    return distill_callbacks_factory(args, default_teacher=str(default_teacher))
+
+
+def _finetune_options(args, save_dir: Path):
+    from ..cli import train_options_from
+    opts = train_options_from(args, "runs/prune")
+    return dataclasses.replace(opts, epochs=args.finetune_epochs or args.epochs, project=str(save_dir.parent),
+                               name=save_dir.name, exist_ok=True)
+
+
+# ---- pruning ----------------------------------------------------------------------------------------------
+def _prune(model, args, data, hyp, device, imgsz, stride, save_dir) -> tuple[nn.Module, dict, list, list]:
+    """(pruned model, summary, skipped, per-layer channels) with the method the arguments name."""
+    if args.method == PAGCP:
+        from .pagcp import prune_pagcp
+        before, g0, p0 = conv_channels(model), count_gflops(model, imgsz), count_params(model)
+        lat0 = measure_latency(model, imgsz, args.latency_batch, args.latency_device)
+        model, extra = prune_pagcp(model, args, data, hyp, device, save_dir=save_dir)
+        g, lat = count_gflops(model, imgsz), measure_latency(model, imgsz, args.latency_batch, args.latency_device)
+        summary = {"steps": None, "reached": g0 / g >= args.speedup, "stop_reason": "pagcp rounds done",
+                   "gflops_before": g0, "gflops_after": g, "speedup_gflops": g0 / g, "latency_before": lat0,
+                   "latency_after": lat, "speedup_latency": lat0 / lat, "params_before": p0,
+                   "params_after": count_params(model), **{k: v for k, v in extra.items() if k != "skipped"}}
+        return model, summary, list(extra.get("skipped", [])), per_layer_table(before, conv_channels(model))
+    method = get_method(args.method)
+    grad_fn = None
+    if method.needs_grad:
+        batches = gradient_batches(data, imgsz, args.batch_size, stride, hyp, args.grad_batches, args.workers,
+                                   args.seed)
+        grad_fn = detection_grad_fn(method.name, batches, build_loss(model, hyp, imgsz), device)
+    example = torch.rand(1, 3, 2 * stride, 2 * stride, device=device)
+    out = prune_to_target(model, example, method.name, args.speedup, metric=args.speedup_metric, imgsz=imgsz,
+                          max_steps=args.max_steps, global_pruning=args.global_pruning, max_ratio=args.max_ratio,
+                          round_to=args.round_to, grad_fn=grad_fn, latency_device=args.latency_device,
+                          latency_batch=args.latency_batch)
+    return out.model, out.summary(), out.skipped, out.per_layer
+
+
+def prune_command(args) -> dict:
+    """Run `yolocompress prune` (see the module docstring); returns the summary the CLI prints with --json."""
+    data = load_data_config(args.data)
+    if args.resume:
+        return _resume(args, data)
+    if args.method != PAGCP:
+        get_method(args.method)  # an unknown name fails before anything is loaded
+    model, ckpt = model_for_data(args.weights, None, data, args.modules)
+    prepare_model_for_pruning(model)
+    if args.method != PAGCP:
+        warn_if_not_sparse(args.method, ckpt, args.weights)
+    device = select_device(args.device)
+    hyp = Hyp.load(args.hyp) if args.hyp else Hyp.default_for(model.yaml)
+    stride = max(int(model.stride.max()), 32)
+    imgsz = check_imgsz(args.imgsz, stride)
+    opts = _finetune_options(args, increment_path(Path(args.project or "runs/prune") / args.name, args.exist_ok))
+    save_dir = Path(opts.project) / opts.name
+    save_dir.mkdir(parents=True, exist_ok=True)
+    LOGGER.info(f"prune: {args.method} to {args.speedup}x ({args.speedup_metric}) of {args.weights}; run folder {save_dir}")
+
+    model = model.to(device)
+    validator = Validator(data, imgsz, args.batch_size, device, args.workers, stride=stride)
+    with tempfile.TemporaryDirectory() as tmp:
+        baseline = measure_row(model, f"baseline ({Path(args.weights).name})",
+                               weights_file=save_checkpoint(Path(tmp) / "baseline.pt", model), validator=validator,
+                               imgsz=imgsz, batch=args.report_batch, device=device)
+    model, summary, skipped, per_layer = _prune(model, args, data, hyp, device, imgsz, stride, save_dir)
+    model.zero_grad(set_to_none=True)
+    meta = {"pruned": True, "method": args.method, "speedup": args.speedup, "speedup_metric": args.speedup_metric,
+            "source_weights": str(args.weights), "prune": summary, "skipped": skipped, "per_layer": per_layer,
+            "baseline": baseline, "report_batch": args.report_batch, "imgsz": imgsz,
+            "latency_setting": f"{args.latency_device}, batch {args.latency_batch}"}
+    pruned_path = save_checkpoint(save_dir / "pruned.pt", model, meta=meta)
+    LOGGER.info(f"prune: saved {pruned_path}; finetuning {opts.epochs} epochs")
+
+    result = train(opts, model=model, hyp=hyp, meta=meta,
+                   callbacks_factory=_distill_factory(args, default_teacher=args.weights))
+    return _report(result, meta, save_dir, args, data)
+
+
+def _resume(args, data) -> dict:
+    last = find_resume_checkpoint(args.resume, args.project or "runs/prune")
+    save_dir = last.parent.parent
+    pruned = save_dir / "pruned.pt"
+    if not pruned.is_file():
+        raise CheckpointError(f"--resume: {save_dir} holds no pruned.pt; it is not a prune run folder")
+    meta = read_checkpoint(pruned)["meta"]
+    load_user_modules(args.modules)
+    result = train(_finetune_options(args, save_dir), resume=str(last),
+                   callbacks_factory=_distill_factory(args, default_teacher=meta["source_weights"]))
+    return _report(result, meta, save_dir, args, data)
+
+
+# ---- report -----------------------------------------------------------------------------------------------
+def _report(result, meta: dict, save_dir: Path, args, data) -> dict:
+    weights = Path(result.best) if Path(result.best).is_file() else Path(result.last)
+    model, _ = load_model(weights, nc=data.nc)
+    device = select_device(args.device)
+    stride = max(int(model.stride.max()), 32)
+    imgsz = int(meta.get("imgsz") or check_imgsz(args.imgsz, stride))
+    batch = int(meta.get("report_batch") or args.report_batch)
+    validator = Validator(data, imgsz, args.batch_size, device, args.workers, stride=stride)
+    label = f"pruned {meta['method']} {meta['speedup']}x, finetuned"
+    row = measure_row(model.to(device), label, weights_file=weights, validator=validator, imgsz=imgsz, batch=batch,
+                      device=device)
+    baseline, summary, skipped, per_layer = meta["baseline"], meta["prune"], meta["skipped"], meta["per_layer"]
+    lat_setting = meta.get("latency_setting") or f"{args.latency_device}, batch {args.latency_batch}"
+    steps = f" after {summary['steps']} steps" if summary.get("steps") else ""
+    notes = [f"GFLOPs ratio {summary['speedup_gflops']:.3f}x; target {meta['speedup']}x by {meta['speedup_metric']}: "
+             f"{summary['stop_reason']}{steps}",
+             f"measured latency ratio {summary['speedup_latency']:.3f}x ({summary['latency_before']:.2f} -> "
+             f"{summary['latency_after']:.2f} ms at {lat_setting}, imgsz {imgsz})",
+             f"{len(skipped)} group(s) skipped (listed below)",
+             f"finetuned {result.epochs_done} epoch(s); mAP of {weights.name} on the val split; Model Size = "
+             f"checkpoint file (weights in our format); Inference Time = median ms per batch of {batch} on {device}"]
+    paths = write_report([baseline, row], save_dir, title=f"Pruning report: {meta['method']} {meta['speedup']}x",
+                         notes=notes, sections=[("Skipped", skipped), ("Channels per layer", per_layer)],
+                         extra={"prune": summary})
+    try:
+        plot_channels(per_layer, save_dir / "channels.png")
+    except Exception as e:  # a plot must never cost the user their run
+        LOGGER.warning(f"channels.png not written: {e}")
+    print(paths["md"].read_text())
+    print(f"results saved to {save_dir}")
+    time_key = f"Inference Time (bs {batch})"
+    return {"save_dir": str(save_dir), "pruned": str(save_dir / "pruned.pt"), "best": str(weights),
+            "method": meta["method"], "speedup_target": meta["speedup"], "reached": summary["reached"],
+            "steps": summary.get("steps"), "params": row["Parameters"], "gflops": row["GFLOPs"],
+            "size_mb": row["Model Size"], "latency_ms": row[time_key], "mAP50": row["mAP50"],
+            "mAP50-95": row["mAP50-95"], "speedup_gflops": summary["speedup_gflops"],
+            "speedup_latency": summary["speedup_latency"],
+            "speedup_latency_report": baseline[time_key] / row[time_key] if row[time_key] else None,
+            "skipped": skipped, "baseline": {k: baseline[k] for k in baseline if k != "Model"}}
