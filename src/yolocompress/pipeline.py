@@ -1,0 +1,134 @@
+"""`yolocompress compress`: sparse training (when the method needs it) -> prune to the target -> finetune
+(distilled from the unpruned model with `--teacher auto`) -> report, all in one run folder.
+
+The folder is `--project/--name` exactly (no exp2, exp3...): running the same command again, or after a crash,
+resumes at the first unfinished stage and never redoes a finished one. Training stages resume mid-way from
+their last complete epoch; the pruning stage is redone if it was interrupted.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from .data.dataset import load_data_config
+from .engine.api import model_for_data, train
+from .engine.device import select_device
+from .engine.hyp import Hyp
+from .engine.options import check_imgsz
+from .engine.rundir import atomic_write_text
+from .engine.trainer import TrainResult
+from .errors import ConfigError
+from .models.checkpoint import load_model, read_checkpoint, save_checkpoint
+from .prune.methods import get_method
+from .stages import StageRunner
+
+LOGGER = logging.getLogger("yolocompress")
+# options that do not change what a compress run computes (may differ when the same command is run again)
+_NOT_SETTINGS = {"func", "verbose", "json", "device", "workers", "exist_ok", "resume", "command", "latency_device"}
+
+
+def _check_settings(save_dir: Path, args) -> None:
+    settings = {k: v for k, v in sorted(vars(args).items()) if k not in _NOT_SETTINGS}
+    path = save_dir / "compress.json"
+    if path.is_file():
+        old = json.loads(path.read_text())
+        changed = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
+        if changed:
+            raise ConfigError(f"{save_dir} holds a compress run with other settings ({', '.join(changed)}); "
+                              f"give another --name to start a new one, or repeat the original command to resume it")
+    else:
+        atomic_write_text(path, json.dumps(settings, indent=1, default=str))
+
+
+def _args(args, **changes) -> argparse.Namespace:
+    return argparse.Namespace(**{**vars(args), **changes})
+
+
+def compress_command(args) -> dict:
+    if args.method != "pagcp":
+        get_method(args.method)  # an unknown method fails before anything is written
+    save_dir = Path(args.project or "runs/compress") / args.name
+    save_dir.mkdir(parents=True, exist_ok=True)
+    _check_settings(save_dir, args)
+    runner = StageRunner(save_dir)
+    base = str(Path(args.weights).resolve())
+    current = base
+
+    needs_sparse = args.method != "pagcp" and get_method(args.method).needs_sparse
+    sparse_epochs = args.epochs if args.sparse_epochs is None else args.sparse_epochs
+    if needs_sparse and sparse_epochs > 0:
+        def sparse_stage(stage_dir: Path, resuming: bool) -> dict:
+            from .prune.sparse import sparse_command
+            last = stage_dir / "weights" / "last.pt"
+            res = sparse_command(_args(args, weights=current, epochs=sparse_epochs, project=str(save_dir),
+                                       name=stage_dir.name, exist_ok=True,
+                                       resume=str(stage_dir) if resuming and last.is_file() else None,
+                                       teacher=None, kd_logit=None, kd_feature=None))
+            return {"weights": res["best"] if Path(res["best"]).is_file() else res["last"]}
+        current = runner.run("1-sparse", sparse_stage, resumable=True)["weights"]
+    elif needs_sparse:
+        LOGGER.warning(f"compress: {args.method} works best after sparse training; --sparse-epochs 0 skips it")
+
+    pruned = runner.run("2-prune", lambda d, r: _prune_stage(d, args, current, base))["pruned"]
+    result = runner.run("3-finetune", lambda d, r: _finetune_stage(d, r, args, pruned, base), resumable=True)
+    from .prune.api import _report
+    meta = read_checkpoint(pruned)["meta"]
+    data = load_data_config(args.data)
+    res = TrainResult(Path(result["save_dir"]), Path(result["best"]), Path(result["last"]), {},
+                      int(result["epochs_done"]))
+    summary = runner.run("4-report", lambda d, r: _report(res, meta, save_dir, args, data))
+    return summary
+
+
+def _prune_stage(stage_dir: Path, args, weights: str, base: str) -> dict:
+    """Prune `weights` to the target; the report's baseline row is measured on the original `base` model."""
+    import tempfile
+
+    from .engine.validator import Validator
+    from .prune.api import _prune, measure_row, warn_if_not_sparse
+    from .prune.tp_fixes import prepare_model_for_pruning
+    data = load_data_config(args.data)
+    model, ckpt = model_for_data(weights, None, data, args.modules)
+    prepare_model_for_pruning(model)
+    if args.method != "pagcp":
+        warn_if_not_sparse(args.method, ckpt, weights)
+    device = select_device(args.device)
+    hyp = Hyp.load(args.hyp) if args.hyp else Hyp.default_for(model.yaml)
+    stride = max(int(model.stride.max()), 32)
+    imgsz = check_imgsz(args.imgsz, stride)
+    validator = Validator(data, imgsz, args.batch_size, device, args.workers, stride=stride)
+    base_model = load_model(base, device, nc=data.nc)[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        baseline = measure_row(base_model, f"baseline ({Path(base).name})",
+                               weights_file=save_checkpoint(Path(tmp) / "baseline.pt", base_model),
+                               validator=validator, imgsz=imgsz, batch=args.report_batch, device=device)
+    model, summary, skipped, per_layer = _prune(model.to(device), args, data, hyp, device, imgsz, stride, stage_dir)
+    model.zero_grad(set_to_none=True)
+    meta = {"pruned": True, "method": args.method, "speedup": args.speedup, "speedup_metric": args.speedup_metric,
+            "source_weights": weights, "prune": summary, "skipped": skipped, "per_layer": per_layer,
+            "baseline": baseline, "report_batch": args.report_batch, "imgsz": imgsz,
+            "latency_setting": f"{args.latency_device}, batch {args.latency_batch}"}
+    path = save_checkpoint(stage_dir / "pruned.pt", model, meta=meta)
+    return {"pruned": str(path), "speedup_gflops": summary["speedup_gflops"], "reached": summary["reached"]}
+
+
+def _finetune_stage(stage_dir: Path, resuming: bool, args, pruned: str, base: str) -> dict:
+    from .cli import train_options_from
+    from .distill.api import distill_callbacks_factory
+    opts = train_options_from(args, str(stage_dir.parent))
+    opts.epochs = args.finetune_epochs or args.epochs
+    opts.project, opts.name, opts.exist_ok = str(stage_dir.parent), stage_dir.name, True
+    factory = distill_callbacks_factory(args, default_teacher=base)
+    last = stage_dir / "weights" / "last.pt"
+    if resuming and last.is_file() and read_checkpoint(last).get("train_state"):
+        res = train(opts, resume=str(stage_dir), callbacks_factory=factory)
+    else:
+        data = load_data_config(args.data)
+        model = load_model(pruned, nc=data.nc)[0]
+        hyp = Hyp.load(args.hyp) if args.hyp else Hyp.default_for(model.yaml)
+        meta = read_checkpoint(pruned)["meta"]
+        res = train(opts, model=model, hyp=hyp, meta=meta, callbacks_factory=factory)
+    return {"save_dir": str(res.save_dir), "best": str(res.best), "last": str(res.last),
+            "epochs_done": res.epochs_done}
