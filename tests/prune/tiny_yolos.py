@@ -90,9 +90,9 @@ def one_thread():
         torch.set_num_threads(n)
 
 
-# A user file as `--modules` would load it: the trace of ChunkTranspose fails inside Torch-Pruning
-# (chunk, transpose one half, concatenate); ChunkAdd traces but breaks when its input is pruned
-# (chunk(2) of an odd channel count).
+# A user file as `--modules` would load it. Torch-Pruning's trace fails on ChunkTranspose (chunk, transpose
+# one half, concatenate); ChunkAdd traces but its chunk-cat-slice maps channels past the layer;
+# ChannelShuffle traces but the forward pass fails once its input is pruned (view into 2 groups).
 USER_MODULES = '''
 import torch
 import torch.nn as nn
@@ -122,6 +122,19 @@ class ChunkAdd(nn.Module):
     def forward(self, x):
         a, b = self.cv1(x).chunk(2, 1)
         return self.cv2(torch.cat([a, b], 1)[:, : a.shape[1]] + b)
+
+
+@register_module()
+class ChannelShuffle(nn.Module):
+    def __init__(self, c1, c2):
+        super().__init__()
+        self.cv1 = Conv(c1, c2, 1)
+        self.cv2 = Conv(c2, c2, 3)
+
+    def forward(self, x):
+        y = self.cv1(x)
+        b, c, h, w = y.shape
+        return self.cv2(y.view(b, 2, c // 2, h, w).transpose(1, 2).reshape(b, c, h, w))
 '''
 
 

@@ -178,7 +178,8 @@ def prune_command(args) -> dict:
     opts = _finetune_options(args, increment_path(Path(args.project or "runs/prune") / args.name, args.exist_ok))
     save_dir = Path(opts.project) / opts.name
     save_dir.mkdir(parents=True, exist_ok=True)
-    LOGGER.info(f"prune: {args.method} to {args.speedup}x ({args.speedup_metric}) of {args.weights}; run folder {save_dir}")
+    LOGGER.info(f"prune: {args.method} to {args.speedup}x ({args.speedup_metric}) of {args.weights}; "
+                f"run folder {save_dir}")
 
     model = model.to(device)
     validator = Validator(data, imgsz, args.batch_size, device, args.workers, stride=stride)

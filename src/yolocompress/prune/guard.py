@@ -229,17 +229,34 @@ def _failing(model, x, roots, opaque, ref_shapes) -> dict[str, str]:
     return found or {r: f"fails together with other groups: {reason}" for r in roots}
 
 
+def _index_errors(groups, dg) -> dict[str, str]:
+    """Groups whose index mapping points past a layer's channels (Torch-Pruning misread a chunk or a cat)."""
+    errors = {}
+    for group in groups:
+        for dep, idxs in group:
+            fn, target = dep.handler, dep.target.module
+            n = dg.get_out_channels(target) if dg.is_out_channel_pruning_fn(fn) else \
+                dg.get_in_channels(target) if dg.is_in_channel_pruning_fn(fn) else None
+            if n is not None and idxs and max(idxs) >= n:
+                owner = dg._module2name.get(target, type(target).__name__)
+                errors[dg._module2name[group[0].dep.target.module]] = \
+                    f"Torch-Pruning maps its channels past the {n} of {owner} (index {max(idxs)})"
+                break
+    return errors
+
+
 def _importance_failures(method, groups, dg) -> dict[str, str]:
     """Groups the method's importance cannot score without raising (None/NaN scores are fine: TP skips them)."""
     if method is None or get_method(method).needs_grad:  # gradient scores need batches: checked when pruning
         return {}
+    name = get_method(method).name
     importance = get_method(method).make_importance()
     failures = {}
     for group in groups:
         try:
             importance(group)
         except Exception as e:
-            failures[dg._module2name[group[0].dep.target.module]] = f"{get_method(method).name} importance fails: {_short(e)}"
+            failures[dg._module2name[group[0].dep.target.module]] = f"{name} importance fails: {_short(e)}"
     return failures
 
 
@@ -262,7 +279,7 @@ def find_unprunable(model: nn.Module, example_inputs, method=None) -> Unprunable
         culprits = _untraceable_layers(model, example_inputs)
         if not culprits:
             raise PruningError(f"Torch-Pruning cannot trace the model ({_short(first)}) and no single layer is to "
-                               "blame; report the model yaml, or prune with --method pagcp") from first
+                               "blame; report the model yaml and the modules file") from first
         kinds = {type(m) for n, m in model.named_modules() if n in culprits}
         opaque = [f"model.{m.i}" for m in model.model if type(m) in kinds]
         for name in opaque:
@@ -286,8 +303,8 @@ def find_unprunable(model: nn.Module, example_inputs, method=None) -> Unprunable
             layer = touched[0]
             reasons[dg._module2name[group[0].dep.target.module]] = \
                 f"its channels reach layer {layer.i} ({layer.type}), which is kept whole"
-    reasons.update(_importance_failures(method, [g for g in groups if dg._module2name[g[0].dep.target.module]
-                                                 not in reasons], dg))
+    for check in (lambda gs: _index_errors(gs, dg), lambda gs: _importance_failures(method, gs, dg)):
+        reasons.update(check([g for g in groups if dg._module2name[g[0].dep.target.module] not in reasons]))
     roots = [dg._module2name[g[0].dep.target.module] for g in groups]
     ref = _output_shapes(model, example_inputs)
     reasons.update(_failing(model, example_inputs, [r for r in roots if r not in reasons], opaque, ref))

@@ -129,7 +129,8 @@ def prune_to_target(model: nn.Module, example_inputs, method: str, speedup: floa
             reached, reason = True, "target reached"
             break
         if still >= patience:
-            reason = f"nothing left to prune (no change for {patience} steps; layers at --max-ratio {max_ratio})"
+            reason = (f"no channel removed for {patience} steps (every layer at --max-ratio {max_ratio}, or tied "
+                      "scores, e.g. untrained BatchNorm scales with --global)")
             break
     if step == 0:
         raise PruningError("prune: no step was run; use --max-steps >= 1")
@@ -143,7 +144,8 @@ def prune_to_target(model: nn.Module, example_inputs, method: str, speedup: floa
         skipped=list(guard.skipped), per_layer=per_layer_table(channels_before, conv_channels(model)),
         params_before=params_before, params_after=count_params(model), stop_reason=reason)
     log = LOGGER.info if reached else LOGGER.warning
-    log(f"prune: {reason} after {step} of at most {max_steps} steps; GFLOPs {g0:.3f} -> {g:.3f} ({outcome.speedup_gflops:.3f}x)"
+    log(f"prune: {reason} after {step} of at most {max_steps} steps; "
+        f"GFLOPs {g0:.3f} -> {g:.3f} ({outcome.speedup_gflops:.3f}x)"
         + (f", latency {lat0:.2f} -> {lat:.2f} ms ({outcome.speedup_latency:.3f}x)" if timed else ""))
     if not reached:
         LOGGER.warning(f"prune: the target {speedup}x was not reached; raise --max-steps or --max-ratio, "
