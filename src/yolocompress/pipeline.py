@@ -13,14 +13,12 @@ import logging
 from pathlib import Path
 
 from .data.dataset import load_data_config
-from .engine.api import model_for_data, train
-from .engine.device import select_device
+from .engine.api import train
 from .engine.hyp import Hyp
-from .engine.options import check_imgsz
 from .engine.rundir import atomic_write_text
 from .engine.trainer import TrainResult
 from .errors import ConfigError
-from .models.checkpoint import load_model, read_checkpoint, save_checkpoint
+from .models.checkpoint import load_model, read_checkpoint
 from .prune.methods import get_method
 from .stages import StageRunner
 
@@ -73,45 +71,21 @@ def compress_command(args) -> dict:
 
     pruned = runner.run("2-prune", lambda d, r: _prune_stage(d, args, current, base))["pruned"]
     result = runner.run("3-finetune", lambda d, r: _finetune_stage(d, r, args, pruned, base), resumable=True)
-    from .prune.api import _report
+    from .prune.api import write_prune_report
     meta = read_checkpoint(pruned)["meta"]
     data = load_data_config(args.data)
     res = TrainResult(Path(result["save_dir"]), Path(result["best"]), Path(result["last"]), {},
                       int(result["epochs_done"]))
-    summary = runner.run("4-report", lambda d, r: _report(res, meta, save_dir, args, data))
+    summary = runner.run("4-report", lambda d, r: write_prune_report(res, meta, save_dir, args, data))
     return summary
 
 
 def _prune_stage(stage_dir: Path, args, weights: str, base: str) -> dict:
     """Prune `weights` to the target; the report's baseline row is measured on the original `base` model."""
-    import tempfile
-
-    from .engine.validator import Validator
-    from .prune.api import _prune, measure_row, warn_if_not_sparse
-    from .prune.tp_fixes import prepare_model_for_pruning
-    data = load_data_config(args.data)
-    model, ckpt = model_for_data(weights, None, data, args.modules)
-    prepare_model_for_pruning(model)
-    if args.method != "pagcp":
-        warn_if_not_sparse(args.method, ckpt, weights)
-    device = select_device(args.device)
-    hyp = Hyp.load(args.hyp) if args.hyp else Hyp.default_for(model.yaml)
-    stride = max(int(model.stride.max()), 32)
-    imgsz = check_imgsz(args.imgsz, stride)
-    validator = Validator(data, imgsz, args.batch_size, device, args.workers, stride=stride)
-    base_model = load_model(base, device, nc=data.nc)[0]
-    with tempfile.TemporaryDirectory() as tmp:
-        baseline = measure_row(base_model, f"baseline ({Path(base).name})",
-                               weights_file=save_checkpoint(Path(tmp) / "baseline.pt", base_model),
-                               validator=validator, imgsz=imgsz, batch=args.report_batch, device=device)
-    model, summary, skipped, per_layer = _prune(model.to(device), args, data, hyp, device, imgsz, stride, stage_dir)
-    model.zero_grad(set_to_none=True)
-    meta = {"pruned": True, "method": args.method, "speedup": args.speedup, "speedup_metric": args.speedup_metric,
-            "source_weights": weights, "prune": summary, "skipped": skipped, "per_layer": per_layer,
-            "baseline": baseline, "report_batch": args.report_batch, "imgsz": imgsz,
-            "latency_setting": f"{args.latency_device}, batch {args.latency_batch}"}
-    path = save_checkpoint(stage_dir / "pruned.pt", model, meta=meta)
-    return {"pruned": str(path), "speedup_gflops": summary["speedup_gflops"], "reached": summary["reached"]}
+    from .prune.api import prune_and_save
+    _, meta, _ = prune_and_save(args, load_data_config(args.data), weights, stage_dir, baseline_weights=base)
+    return {"pruned": str(stage_dir / "pruned.pt"), "speedup_gflops": meta["prune"]["speedup_gflops"],
+            "reached": meta["prune"]["reached"]}
 
 
 def _finetune_stage(stage_dir: Path, resuming: bool, args, pruned: str, base: str) -> dict:

@@ -153,7 +153,7 @@ def test_pagcp_is_dispatched_to_its_own_loop(demo, monkeypatch):
     torch.manual_seed(0)
     model = Model(v5_cfg(nc=10))
     hyp = Hyp.default_for(model.yaml)
-    pruned, summary, skipped, per_layer = api._prune(model, args, data, hyp, torch.device("cpu"), IMGSZ, 32,
+    pruned, summary, skipped, per_layer = api.prune_model(model, args, data, hyp, torch.device("cpu"), IMGSZ, 32,
                                                      demo.root / "pagcp_run")
     assert seen["args"] is args and seen["hyp"] is hyp and seen["data"] is data
     assert summary["speedup_gflops"] >= 1.5 and summary["pagcp"] == {"rounds": 1}

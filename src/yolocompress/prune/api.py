@@ -26,7 +26,8 @@ from ..engine.validator import Validator
 from ..errors import CheckpointError, ConfigError
 from ..models.checkpoint import load_model, read_checkpoint, save_checkpoint
 from ..models.registry import load_user_modules
-from ..report.stats import count_gflops, count_params, file_size_mb, measure_latency
+from ..report.plots import plot_channels
+from ..report.stats import count_gflops, count_params, file_size_mb, measure_latency, measure_row
 from ..report.tables import write_report
 from .methods import METHODS, accumulate_gradients, get_method
 from .speedup import conv_channels, per_layer_table, prune_to_target
@@ -84,40 +85,10 @@ def detection_grad_fn(method_name: str, batches: list, loss_fn, device):
     return grad_fn
 
 
-def measure_row(model: nn.Module, label: str, *, weights_file, validator, imgsz: int, batch: int, device) -> dict:
-    """One report row: parameters, GFLOPs, checkpoint size, mAP and inference time, measured our one way."""
-    metrics = validator.run(model)
-    return {"Model": label, "Parameters": count_params(model), "GFLOPs": count_gflops(model, imgsz),
-            "Model Size": file_size_mb(weights_file), "mAP50": float(metrics["mAP50"]),
-            "mAP50-95": float(metrics["mAP50-95"]),
-            f"Inference Time (bs {batch})": measure_latency(model, imgsz, batch, device)}
-
-
 def checkpoint_size_mb(model: nn.Module) -> float:
     """Size of `model` saved in our format (weights only), for a baseline that came from another file."""
     with tempfile.TemporaryDirectory() as tmp:
         return file_size_mb(save_checkpoint(Path(tmp) / "model.pt", model))
-
-
-def plot_channels(per_layer: list[dict], path) -> Path:
-    """Bars of output channels per convolution, before (light) and after (dark) pruning."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    x = list(range(len(per_layer)))
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.12 * len(x)), 3.2))
-    ax.bar(x, [r["before"] for r in per_layer], color="#c6dbef", label="before")
-    ax.bar(x, [r["after"] for r in per_layer], color="#2171b5", label="after")
-    step = max(1, len(x) // 40)
-    ax.set_xticks(x[::step], [r["name"].removeprefix("model.").removesuffix(".conv") for r in per_layer][::step],
-                  rotation=90, fontsize=6)
-    ax.set_ylabel("output channels")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return Path(path)
 
 
 def _distill_factory(args, default_teacher):
@@ -133,7 +104,7 @@ def _finetune_options(args, save_dir: Path):
 
 
 # ---- pruning ----------------------------------------------------------------------------------------------
-def _prune(model, args, data, hyp, device, imgsz, stride, save_dir) -> tuple[nn.Module, dict, list, list]:
+def prune_model(model, args, data, hyp, device, imgsz, stride, save_dir) -> tuple[nn.Module, dict, list, list]:
     """(pruned model, summary, skipped, per-layer channels) with the method the arguments name."""
     if args.method == PAGCP:
         from .pagcp import prune_pagcp
@@ -160,45 +131,53 @@ def _prune(model, args, data, hyp, device, imgsz, stride, save_dir) -> tuple[nn.
     return out.model, out.summary(), out.skipped, out.per_layer
 
 
+def prune_and_save(args, data, weights, save_dir: Path, baseline_weights=None) -> tuple[nn.Module, dict, Hyp]:
+    """Load `weights`, prune them as `args` say, save `save_dir/pruned.pt`; returns (model, meta, hyp).
+
+    The report's baseline row is measured before pruning, on `baseline_weights` (default: `weights`; compress
+    passes the original model when `weights` is its sparse-trained copy). Shared by `prune` and `compress`.
+    """
+    if args.method != PAGCP:
+        get_method(args.method)  # an unknown name fails before anything is loaded
+    model, ckpt = model_for_data(weights, None, data, args.modules)
+    prepare_model_for_pruning(model)
+    if args.method != PAGCP:
+        warn_if_not_sparse(args.method, ckpt, weights)
+    device = select_device(args.device)
+    hyp = Hyp.load(args.hyp) if args.hyp else Hyp.default_for(model.yaml)
+    stride = max(int(model.stride.max()), 32)
+    imgsz = check_imgsz(args.imgsz, stride)
+    LOGGER.info(f"prune: {args.method} to {args.speedup}x ({args.speedup_metric}) of {weights}; run folder {save_dir}")
+    model = model.to(device)
+    base_model = model if baseline_weights is None else load_model(baseline_weights, device, nc=data.nc)[0]
+    validator = Validator(data, imgsz, args.batch_size, device, args.workers, stride=stride)
+    with tempfile.TemporaryDirectory() as tmp:
+        baseline = measure_row(base_model, f"baseline ({Path(baseline_weights or weights).name})",
+                               weights_file=save_checkpoint(Path(tmp) / "baseline.pt", base_model),
+                               validator=validator, imgsz=imgsz, batch=args.report_batch, device=device)
+    model, summary, skipped, per_layer = prune_model(model, args, data, hyp, device, imgsz, stride, save_dir)
+    model.zero_grad(set_to_none=True)
+    meta = {"pruned": True, "method": args.method, "speedup": args.speedup, "speedup_metric": args.speedup_metric,
+            "source_weights": str(weights), "prune": summary, "skipped": skipped, "per_layer": per_layer,
+            "baseline": baseline, "report_batch": args.report_batch, "imgsz": imgsz,
+            "latency_setting": f"{args.latency_device}, batch {args.latency_batch}"}
+    LOGGER.info(f"prune: saved {save_checkpoint(save_dir / 'pruned.pt', model, meta=meta)}")
+    return model, meta, hyp
+
+
 def prune_command(args) -> dict:
     """Run `yolocompress prune` (see the module docstring); returns the summary the CLI prints with --json."""
     data = load_data_config(args.data)
     if args.resume:
         return _resume(args, data)
-    if args.method != PAGCP:
-        get_method(args.method)  # an unknown name fails before anything is loaded
-    model, ckpt = model_for_data(args.weights, None, data, args.modules)
-    prepare_model_for_pruning(model)
-    if args.method != PAGCP:
-        warn_if_not_sparse(args.method, ckpt, args.weights)
-    device = select_device(args.device)
-    hyp = Hyp.load(args.hyp) if args.hyp else Hyp.default_for(model.yaml)
-    stride = max(int(model.stride.max()), 32)
-    imgsz = check_imgsz(args.imgsz, stride)
     opts = _finetune_options(args, increment_path(Path(args.project or "runs/prune") / args.name, args.exist_ok))
     save_dir = Path(opts.project) / opts.name
     save_dir.mkdir(parents=True, exist_ok=True)
-    LOGGER.info(f"prune: {args.method} to {args.speedup}x ({args.speedup_metric}) of {args.weights}; "
-                f"run folder {save_dir}")
-
-    model = model.to(device)
-    validator = Validator(data, imgsz, args.batch_size, device, args.workers, stride=stride)
-    with tempfile.TemporaryDirectory() as tmp:
-        baseline = measure_row(model, f"baseline ({Path(args.weights).name})",
-                               weights_file=save_checkpoint(Path(tmp) / "baseline.pt", model), validator=validator,
-                               imgsz=imgsz, batch=args.report_batch, device=device)
-    model, summary, skipped, per_layer = _prune(model, args, data, hyp, device, imgsz, stride, save_dir)
-    model.zero_grad(set_to_none=True)
-    meta = {"pruned": True, "method": args.method, "speedup": args.speedup, "speedup_metric": args.speedup_metric,
-            "source_weights": str(args.weights), "prune": summary, "skipped": skipped, "per_layer": per_layer,
-            "baseline": baseline, "report_batch": args.report_batch, "imgsz": imgsz,
-            "latency_setting": f"{args.latency_device}, batch {args.latency_batch}"}
-    pruned_path = save_checkpoint(save_dir / "pruned.pt", model, meta=meta)
-    LOGGER.info(f"prune: saved {pruned_path}; finetuning {opts.epochs} epochs")
-
+    model, meta, hyp = prune_and_save(args, data, args.weights, save_dir)
+    LOGGER.info(f"prune: finetuning {opts.epochs} epochs")
     result = train(opts, model=model, hyp=hyp, meta=meta,
                    callbacks_factory=_distill_factory(args, default_teacher=args.weights))
-    return _report(result, meta, save_dir, args, data)
+    return write_prune_report(result, meta, save_dir, args, data)
 
 
 def _resume(args, data) -> dict:
@@ -211,11 +190,11 @@ def _resume(args, data) -> dict:
     load_user_modules(args.modules)
     result = train(_finetune_options(args, save_dir), resume=str(last),
                    callbacks_factory=_distill_factory(args, default_teacher=meta["source_weights"]))
-    return _report(result, meta, save_dir, args, data)
+    return write_prune_report(result, meta, save_dir, args, data)
 
 
 # ---- report -----------------------------------------------------------------------------------------------
-def _report(result, meta: dict, save_dir: Path, args, data) -> dict:
+def write_prune_report(result, meta: dict, save_dir: Path, args, data) -> dict:
     weights = Path(result.best) if Path(result.best).is_file() else Path(result.last)
     model, _ = load_model(weights, nc=data.nc)
     device = select_device(args.device)

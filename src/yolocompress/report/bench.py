@@ -13,20 +13,10 @@ from ..engine.validator import Validator
 from ..models.checkpoint import load_model
 from ..models.registry import load_user_modules
 from .plots import plot_tradeoff
-from .stats import count_gflops, count_params, file_size_mb, measure_latency
+from .stats import measure_row
 from .tables import markdown_table, compare_rows, write_report
 
 LOGGER = logging.getLogger("yolocompress")
-
-
-def measure_row(label: str, model, weights_path, validator: Validator, imgsz: int, batch_size: int, device,
-                half: bool = False) -> dict:
-    """One table row: the numbers every report shows, measured by the one function for each."""
-    m = validator.run(model)
-    latency = measure_latency(model, imgsz, batch_size, device, half=half)
-    return {"Model": label, "Parameters": count_params(model), "GFLOPs": count_gflops(model, imgsz),
-            "Model Size": file_size_mb(weights_path) if weights_path else None,
-            "mAP50": m["mAP50"], "mAP50-95": m["mAP50-95"], f"Inference Time (bs {batch_size})": latency}
 
 
 def bench_models(weights: list, data: str, imgsz: int = 640, batch_size: int = 32, device: str = "",
@@ -42,7 +32,8 @@ def bench_models(weights: list, data: str, imgsz: int = 640, batch_size: int = 3
     rows = []
     for label, w, m in zip(labels, weights, models):
         LOGGER.info(f"bench: {label}")
-        rows.append(measure_row(label, m, w, validator, imgsz, batch_size, validator.device, half))
+        rows.append(measure_row(m, label, weights_file=w, validator=validator, imgsz=imgsz, batch=batch_size,
+                                device=validator.device, half=half))
         del m
     if validator.device.type == "cuda":
         torch.cuda.empty_cache()

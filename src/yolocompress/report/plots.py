@@ -65,3 +65,20 @@ def plot_tradeoff(rows: list[dict], x_key: str, y_key: str, out_path, title: str
     fig.savefig(out_path, dpi=120)
     plt.close(fig)
     return Path(out_path)
+
+
+def plot_channels(per_layer: list[dict], path) -> Path:
+    """Bars of output channels per convolution, before (light) and after (dark) pruning."""
+    x = list(range(len(per_layer)))
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.12 * len(x)), 3.2))
+    ax.bar(x, [r["before"] for r in per_layer], color="#c6dbef", label="before")
+    ax.bar(x, [r["after"] for r in per_layer], color="#2171b5", label="after")
+    step = max(1, len(x) // 40)
+    ax.set_xticks(x[::step], [r["name"].removeprefix("model.").removesuffix(".conv") for r in per_layer][::step],
+                  rotation=90, fontsize=6)
+    ax.set_ylabel("output channels")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)

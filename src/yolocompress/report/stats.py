@@ -90,3 +90,14 @@ def model_summary(model: nn.Module, imgsz: int = 640) -> dict:
     return {"layers": len(getattr(model, "model", [])), "params": count_params(model),
             "gflops": count_gflops(model, imgsz), "params_fused": count_params(fused),
             "gflops_fused": count_gflops(fused, imgsz)}
+
+
+def measure_row(model: nn.Module, label: str, *, weights_file, validator, imgsz: int, batch: int, device,
+                half: bool = False) -> dict:
+    """One report row (prune, compress and bench reports): parameters, GFLOPs, checkpoint size, mAP and
+    inference time, each measured by the one function for it."""
+    metrics = validator.run(model)
+    return {"Model": label, "Parameters": count_params(model), "GFLOPs": count_gflops(model, imgsz),
+            "Model Size": file_size_mb(weights_file) if weights_file else None, "mAP50": float(metrics["mAP50"]),
+            "mAP50-95": float(metrics["mAP50-95"]),
+            f"Inference Time (bs {batch})": measure_latency(model, imgsz, batch, device, half=half)}
