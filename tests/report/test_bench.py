@@ -1,0 +1,42 @@
+"""`yolocompress bench` on two tiny models: the table, its files and the trade-off plots."""
+import contextlib
+import io
+import json
+
+import torch
+
+from yolocompress.cli import main
+from yolocompress.models.builder import Model
+from yolocompress.models.checkpoint import save_checkpoint
+from yolocompress.report.plots import pareto_front
+
+from ..conftest import tiny_config
+
+
+def test_pareto_front():
+    # (cost, accuracy): b dominates c; a and b are on the front, d is the cheapest
+    pts = [(1.0, 0.5), (2.0, 0.7), (3.0, 0.6), (0.5, 0.1)]
+    assert sorted(pareto_front(pts)) == [0, 1, 3]
+
+
+def test_bench_two_models(demo_data, tmp_path):
+    torch.manual_seed(0)
+    a = save_checkpoint(tmp_path / "a.pt", Model(tiny_config(width=0.25)))
+    b = save_checkpoint(tmp_path / "b.pt", Model(tiny_config(width=0.125)))
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(["bench", "--weights", str(a), str(b), "--data", str(demo_data), "--imgsz", "64",
+                     "--batch-size", "2", "--device", "cpu", "--workers", "0", "--project", str(tmp_path / "runs"),
+                     "--json"])
+    assert code == 0
+    res = json.loads(out.getvalue().strip().splitlines()[-1])
+    rows = res["rows"]
+    assert [r["Model"] for r in rows] == ["a.pt", "b.pt"]
+    assert rows[1]["Parameters"] < rows[0]["Parameters"] and rows[1]["GFLOPs"] < rows[0]["GFLOPs"]
+    assert rows[0]["Parameters %"] == 100.0 and 0 < rows[1]["GFLOPs %"] < 100
+    assert "mAP50-95 delta" in rows[1] and "Inference Time (bs 2)" in rows[1]
+    d = tmp_path / "runs" / "exp"
+    for f in ("bench.md", "bench.csv", "bench.json", "map_vs_gflops.png", "map_vs_latency.png"):
+        assert (d / f).is_file() and (d / f).stat().st_size > 0, f
+    assert "| Model | Parameters | GFLOPs | Model Size | mAP50 | mAP50-95 | Inference Time (bs 2) |" in \
+        (d / "bench.md").read_text()
