@@ -28,7 +28,7 @@ class DemoRecipe:
     hyp: tuple = (("fliplr", 0.0), ("obj", 5.0), ("cls", 4.0), ("lr0", 0.02))
 
 
-FULL = DemoRecipe(n_train=600, n_val=120, imgsz=128, epochs=40, finetune_epochs=10, batch_size=32)
+FULL = DemoRecipe(n_train=600, n_val=120, imgsz=128, epochs=60, finetune_epochs=10, batch_size=16)
 QUICK = DemoRecipe(n_train=48, n_val=16, imgsz=64, epochs=2, finetune_epochs=1, batch_size=16)
 
 
@@ -54,7 +54,7 @@ def run_demo(quick: bool = False, out: str = "runs/demo", device: str = "cpu", w
     def baseline(d: Path, resuming: bool) -> dict:
         opts = TrainOptions(data=data, epochs=recipe.epochs, batch_size=recipe.batch_size, imgsz=recipe.imgsz,
                             device=device, workers=workers, project=str(root), name=d.name, exist_ok=True,
-                            val_every=5)
+                            val_every=10, nbs=recipe.batch_size)  # no accumulation: more updates per image
         last = d / "weights" / "last.pt"
         res = train(opts, resume=str(d)) if resuming and last.is_file() else \
             train(opts, cfg="yolov5n.yaml", hyp=str(hyp_file))
