@@ -7,8 +7,11 @@ of one folder, so running the demo again continues where it stopped.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
+
+import torch
 
 from .stages import StageRunner
 
@@ -28,7 +31,7 @@ class DemoRecipe:
     hyp: tuple = (("fliplr", 0.0), ("obj", 5.0), ("cls", 4.0), ("lr0", 0.02))
 
 
-FULL = DemoRecipe(n_train=600, n_val=120, imgsz=128, epochs=60, finetune_epochs=10, batch_size=16)
+FULL = DemoRecipe(n_train=600, n_val=120, imgsz=128, epochs=80, finetune_epochs=10, batch_size=16)
 QUICK = DemoRecipe(n_train=48, n_val=16, imgsz=64, epochs=2, finetune_epochs=1, batch_size=16)
 
 
@@ -42,6 +45,10 @@ def run_demo(quick: bool = False, out: str = "runs/demo", device: str = "cpu", w
     from .report.bench import bench_command
 
     recipe = QUICK if quick else FULL
+    if str(device) == "cpu" and (os.cpu_count() or 1) <= 2:
+        # on a 2-core machine one intra-op thread leaves the other core to the data-loader workers; two threads
+        # fighting them over the cores made the demo several times slower in our runs
+        torch.set_num_threads(1)
     root = Path(out) / ("quick" if quick else "full")
     runner = StageRunner(root)
     data = runner.run("1-data", lambda d, r: {"data": str(make_demo_dataset(
