@@ -51,7 +51,7 @@ class Hyp:
         if not isinstance(values, dict):
             raise ConfigError(f"{source}: expected a mapping of hyperparameter names to numbers")
         known = {f.name: f for f in fields(cls)}
-        unknown = sorted(set(values) - set(known))
+        unknown = sorted(k if isinstance(k, str) and k.isprintable() else repr(k) for k in set(values) - set(known))
         if unknown:
             raise ConfigError(f"{source}: unknown hyperparameter(s) {', '.join(unknown)}; "
                               f"known: {', '.join(known)}")
@@ -69,9 +69,11 @@ class Hyp:
         if not p.is_file():
             raise ConfigError(f"hyp file not found: {p}")
         try:
-            values = yaml.safe_load(p.read_text()) or {}
+            values = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as e:
             raise ConfigError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"{p}: not a text (UTF-8) file ({e.reason} at byte {e.start})") from None
         return cls.from_dict(values, str(p))
 
     @classmethod

@@ -329,8 +329,10 @@ class Trainer:
         if is_best:
             self.best_fitness = fit
             self.meta["best_epoch"] = epoch
-        self._save(epoch, is_best, final)
+        # results.csv first, then the checkpoints: a kill between them leaves a row the resumed run rewrites
+        # (it redoes that epoch), never a saved epoch without its row
         self.results.append(row)
+        self._save(epoch, is_best, final)
         if self.tb is not None:
             for k, v in row.items():
                 if k != "epoch" and isinstance(v, (int, float)):
@@ -346,9 +348,9 @@ class Trainer:
                  "last_opt_step": getattr(self, "last_opt_step", -1),
                  "callbacks": [cb.state_dict() for cb in self.callbacks]}
         extra = {cb.name: cb.state_dict() for cb in self.callbacks if cb.state_dict()}
-        save_checkpoint(self.wdir / "last.pt", self.ema.ema, train_state=state, meta=meta, extra=extra)
-        if is_best:
+        if is_best:  # before last.pt: a resumed run never skips past an epoch whose best.pt was not written
             save_checkpoint(self.wdir / "best.pt", self.ema.ema, meta=meta)
+        save_checkpoint(self.wdir / "last.pt", self.ema.ema, train_state=state, meta=meta, extra=extra)
 
     def _plot_results(self):
         try:

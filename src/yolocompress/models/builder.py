@@ -26,6 +26,9 @@ REQUIRED_KEYS = ("nc", "depth_multiple", "width_multiple", "anchors", "backbone"
 _ACTIVATIONS = {name: getattr(nn, name) for name in
                 ("SiLU", "ReLU", "ReLU6", "LeakyReLU", "Hardswish", "Mish", "GELU", "Sigmoid", "Tanh", "Identity")}
 _CALL = re.compile(r"^(?:nn\.)?(\w+)\((.*)\)$")
+# Sanity bounds: far above any real detector (YOLOv7-E6E: 1280 channels; LVIS: 1203 classes), low enough that a
+# typo (`width_multiple: 50`, `nc: 100000000`) is an error instead of an allocation that hangs or exhausts memory.
+MAX_CHANNELS, MAX_CLASSES, MAX_REPEATS = 8192, 10000, 100
 
 
 def builtin_configs() -> list[str]:
@@ -37,6 +40,8 @@ def load_config(cfg) -> dict:
     """A model yaml as a dict: a dict, a path, or the name of a shipped config (e.g. `yolov5n.yaml`)."""
     if isinstance(cfg, dict):
         return copy.deepcopy(cfg)
+    if not isinstance(cfg, (str, Path)):
+        raise ConfigError(f"model config must be a mapping, a yaml path or a shipped config name, got {cfg!r:.80}")
     path = Path(cfg)
     if not path.is_file():
         shipped = resources.files(__package__).joinpath("configs", path.name if path.suffix else path.name + ".yaml")
@@ -44,7 +49,10 @@ def load_config(cfg) -> dict:
             raise ConfigError(f"model config not found: {cfg} (shipped configs: {', '.join(builtin_configs())})")
         text, source = shipped.read_text(), path.name
     else:
-        text, source = path.read_text(), str(path)
+        try:
+            text, source = path.read_text(encoding="utf-8"), str(path)
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"{path}: not a text (UTF-8) file ({e.reason} at byte {e.start})") from None
     try:
         d = yaml.safe_load(text)
     except yaml.YAMLError as e:
@@ -89,10 +97,10 @@ def _check_config(d: dict, source: str):
     if missing:
         raise ConfigError(f"{source}: missing key(s) {', '.join(missing)}")
     for k in ("nc",):
-        if isinstance(d[k], bool) or not isinstance(d[k], int) or d[k] < 1:
-            raise ConfigError(f"{source}: '{k}' must be a positive integer, got {d[k]!r}")
+        if isinstance(d[k], bool) or not isinstance(d[k], int) or not 1 <= d[k] <= MAX_CLASSES:
+            raise ConfigError(f"{source}: '{k}' must be an integer in 1..{MAX_CLASSES}, got {d[k]!r}")
     for k in ("depth_multiple", "width_multiple"):
-        if isinstance(d[k], bool) or not isinstance(d[k], (int, float)) or d[k] <= 0:
+        if isinstance(d[k], bool) or not isinstance(d[k], (int, float)) or not 0 < d[k] < math.inf:
             raise ConfigError(f"{source}: '{k}' must be a positive number, got {d[k]!r}")
     for k in ("backbone", "head"):
         if not isinstance(d[k], list) or not d[k]:
@@ -100,8 +108,20 @@ def _check_config(d: dict, source: str):
     for i, row in enumerate(d["backbone"] + d["head"]):
         if not (isinstance(row, list) and len(row) == 4 and isinstance(row[3], list)):
             raise ConfigError(f"{source}: layer {i}: expected [from, number, module, args], got {row!r}")
-        if not isinstance(row[1], int) or row[1] < 1:
+        if isinstance(row[1], bool) or not isinstance(row[1], int) or row[1] < 1:
             raise ConfigError(f"{source}: layer {i}: 'number' must be a positive integer, got {row[1]!r}")
+
+
+def _check_anchors(anchors, source: str):
+    """One list per level of (w, h) pixel pairs, the same count on every level."""
+    def number(v):
+        return not isinstance(v, bool) and isinstance(v, (int, float)) and 0 < v < math.inf
+    ok = isinstance(anchors, list) and anchors and all(
+        isinstance(a, list) and a and len(a) % 2 == 0 and len(a) == len(anchors[0]) and all(map(number, a))
+        for a in anchors)
+    if not ok:
+        raise ConfigError(f"{source}: 'anchors' must be one list of (w, h) pixel pairs per detection level, e.g. "
+                          f"[[10,13, 16,30], [30,61, 62,45]] (auto-anchors are not supported), got {anchors!r:.80}")
 
 
 def parse_model(d: dict, ch: int = 3):
@@ -109,8 +129,7 @@ def parse_model(d: dict, ch: int = 3):
     source = d.get("yaml_file", "model yaml")
     _check_config(d, source)
     anchors, nc, gd, gw = d["anchors"], d["nc"], d["depth_multiple"], d["width_multiple"]
-    if isinstance(anchors, int):
-        raise ConfigError(f"{source}: 'anchors' must be lists of pixel sizes per level (auto-anchors are not supported)")
+    _check_anchors(anchors, source)
     na = len(anchors[0]) // 2
     no = na * (nc + 5)
     names = {"nc": nc, "anchors": anchors, "None": None, "True": True, "False": False}
@@ -144,6 +163,8 @@ def _parse_layers(d, ch, gd, gw, no, names, source):
                 raise ConfigError(f"{where}: 'from' index {x} does not name an earlier layer (valid: -{i}..{i - 1})")
         args = [_resolve_arg(a, names) for a in args]
         n = n_ = max(round(n * gd), 1) if n > 1 else n
+        if n > MAX_REPEATS:
+            raise ConfigError(f"{where}: {n} repeats (number x depth_multiple) is over {MAX_REPEATS}; check the yaml")
         c_in = [chs[x] if x < 0 else chs[x + 1] for x in froms]
         if spec.kind == "channels":
             if not args or not isinstance(args[0], int):
@@ -151,6 +172,9 @@ def _parse_layers(d, ch, gd, gw, no, names, source):
             c1, c2 = c_in[0], args[0]
             if c2 != no:
                 c2 = make_divisible(c2 * gw, 8)
+            if not 1 <= c2 <= MAX_CHANNELS:
+                raise ConfigError(f"{where}: {c2} output channels (after width_multiple) is outside "
+                                  f"1..{MAX_CHANNELS}; check the yaml")
             args = [c1, c2, *args[1:]]
             if spec.repeats_as_arg:
                 args.insert(2, n)
@@ -195,11 +219,25 @@ class Model(nn.Module):
             raise ConfigError(f"{self.yaml.get('yaml_file', 'model yaml')}: the last layer must be a detection head "
                               f"(Detect or IDetect), got {head.type}")
         self._init_weights()
-        s = 256
-        with torch.no_grad():
-            raw = self._forward_layers(torch.zeros(1, ch, s, s))
-        head.set_strides(torch.tensor([s / x.shape[-3] for x in raw]))
-        head.initialize_biases()
+        self._probe_strides(ch)
+
+    def _probe_strides(self, ch: int, s: int = 256):
+        """Run a blank image through once to learn the head's strides; a layer that cannot run is a config error."""
+        entered = []
+        hooks = [m.register_forward_pre_hook(lambda m, _: entered.append(m)) for m in self.model]
+        try:
+            with torch.no_grad():
+                raw = self._forward_layers(torch.zeros(1, ch, s, s))
+            self.head.set_strides(torch.tensor([s / x.shape[-3] for x in raw]))
+            self.head.initialize_biases()
+        except Exception as e:  # shapes or arguments that do not fit together: name the layer, not torch's frame
+            m = entered[-1] if entered else self.head
+            msg = str(e).splitlines()[0][:200] if str(e) else ""
+            raise ConfigError(f"{self.yaml.get('yaml_file', 'model yaml')}: layer {m.i} ({m.type}) fails on a "
+                              f"{s}x{s} input: {type(e).__name__}: {msg}; check its 'from' and arguments") from None
+        finally:
+            for h in hooks:
+                h.remove()
 
     @property
     def head(self):

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, YoloCompressError
 from .builder import Model
 from .official import read_official
 
@@ -101,6 +101,8 @@ def save_checkpoint(path, model: Model, *, state_dict=None, train_state=None, me
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a writer killed mid-save (kill -9, power loss)
+        stale.unlink(missing_ok=True)
     return path
 
 
@@ -109,14 +111,20 @@ def read_checkpoint(path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"weights file not found: {path}")
-    if not zipfile.is_zipfile(path):
+    try:
+        is_zip = zipfile.is_zipfile(path)
+    except (OSError, zipfile.BadZipFile):
+        is_zip = False
+    if not is_zip:
         raise CheckpointError(f"{path}: not a PyTorch checkpoint (truncated, or another kind of file)")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, AttributeError, EOFError, zipfile.BadZipFile) as e:
+    except Exception as e:  # damaged bytes surface as any error type (KeyError, UnicodeDecodeError, ...)
         if "Unsupported global" in str(e) or "weights_only" in str(e).lower():
             return {"format": "official", **read_official(path)}
-        raise CheckpointError(f"{path}: cannot read it ({str(e).splitlines()[0][:200]}); is the file truncated?") from None
+        msg = " ".join(str(e).split())[:200]
+        raise CheckpointError(f"{path}: cannot read it ({type(e).__name__}: {msg}); the file is damaged or "
+                              "truncated, copy it again") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a yolocompress checkpoint nor an official YOLOv5/YOLOv7 one")
     if ckpt.get("version", 0) > VERSION:
@@ -140,7 +148,15 @@ def model_from_record(record: dict, state_dict: dict) -> Model:
 def load_model(path, device="cpu", nc: int | None = None) -> tuple[Model, dict]:
     """The model in a checkpoint of ours or an official one, and the checkpoint dict (for metadata/resume)."""
     ckpt = read_checkpoint(path)
-    model = model_from_record(ckpt, ckpt["state_dict"] if ckpt["format"] == "official" else ckpt["model"])
+    try:
+        model = model_from_record(ckpt, ckpt["state_dict"] if ckpt["format"] == "official" else ckpt["model"])
+    except CheckpointError as e:
+        raise CheckpointError(f"{path}: {e}") from None
+    except YoloCompressError:  # e.g. a user module the yaml names is not registered: already one clear line
+        raise
+    except Exception as e:  # a damaged record (yaml, structure, tensors) must not surface as a traceback
+        msg = " ".join(str(e).split())[:200]
+        raise CheckpointError(f"{path}: the model it holds cannot be rebuilt ({type(e).__name__}: {msg})") from None
     if nc is not None and model.nc != nc:
         raise CheckpointError(f"{path}: the model has {model.nc} classes but the data has {nc}; "
                               "train a new head (--cfg) or use matching data")

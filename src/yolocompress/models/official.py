@@ -119,7 +119,8 @@ def read_official(path) -> dict:
     except CheckpointError as e:  # the unpickler's refusal does not know the file name
         raise CheckpointError(f"{path}: {e}") from None
     except Exception as e:
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__}: {str(e)[:200]})") from None
+        msg = " ".join(str(e).split())[:200]  # one line, whatever the unpickler said
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__}: {msg})") from None
     if not is_official(ckpt):
         raise CheckpointError(f"{path}: not a yolocompress, ultralytics/yolov5 or WongKinYiu/yolov7 checkpoint "
                               "(no model object under 'model' or 'ema')")

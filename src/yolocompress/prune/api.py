@@ -167,6 +167,8 @@ def prune_and_save(args, data, weights, save_dir: Path, baseline_weights=None) -
 
 def prune_command(args) -> dict:
     """Run `yolocompress prune` (see the module docstring); returns the summary the CLI prints with --json."""
+    if args.method != PAGCP:
+        get_method(args.method)  # an unknown name fails before a run folder is made
     data = load_data_config(args.data)
     if args.resume:
         return _resume(args, data)
