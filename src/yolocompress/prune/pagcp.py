@@ -66,14 +66,15 @@ class PagcpOptions:
 
     def check(self) -> "PagcpOptions":
         bad = [(self.speedup <= 1, f"--speedup must be > 1, got {self.speedup}"),
-               (self.initial_rate <= 0, f"--initial-rate must be > 0, got {self.initial_rate}"),
-               (self.initial_thres <= 1, f"--initial-thres must be > 1 (a loss ratio), got {self.initial_thres}"),
-               (self.exp and self.initial_thres <= 1 + self.initial_rate,
-                f"--exp needs --initial-thres > 1 + --initial-rate (got {self.initial_thres} and "
-                f"{self.initial_rate}): the first layer alone would use the whole budget"),
                (not 0 < self.topk <= 1, f"--topk must be in (0, 1], got {self.topk}"),
                (self.rounds < 1, f"--rounds must be >= 1, got {self.rounds}"),
                (self.imgsz < 32, f"--imgsz must be >= 32, got {self.imgsz}")]
+        for r in range(max(self.rounds, 1)):
+            d0, big_d = self.for_round(r, 1.0)
+            need = " and --initial-thres > 1 + --initial-rate with --exp" if self.exp else ""
+            bad.append((d0 <= 0 or big_d <= 1 or (self.exp and big_d <= 1 + d0),
+                        f"round {r + 1} gets --initial-rate {d0:g} and --initial-thres {big_d:g} (slopes "
+                        f"included); they must stay > 0 and > 1{need}"))
         for failed, message in bad:
             if failed:
                 raise ConfigError(f"pagcp: {message}")
@@ -83,9 +84,6 @@ class PagcpOptions:
         """(d0, D) of round `r`; `boost` (doubled after a round that accepted nothing) widens both."""
         d0 = self.initial_rate + r * self.rate_slope
         big_d = self.initial_thres + r * self.thres_slope
-        if d0 <= 0 or big_d <= 1:
-            raise ConfigError(f"pagcp: round {r + 1} gets tolerance {d0:g} and bound {big_d:g} from the slopes; "
-                              "keep --initial-rate + r*--rate-slope > 0 and --initial-thres + r*--thres-slope > 1")
         return d0 * boost, 1 + (big_d - 1) * boost
 
 
@@ -124,6 +122,7 @@ class LayerRecord:
     def row(self) -> dict:
         d = {k: v for k, v in asdict(self).items() if k != "idxs"}
         d["ratio"] = round(self.ratio, 4)
+        d["score"] = self.score if math.isfinite(self.score) else None  # JSON has no infinity
         return d
 
 
@@ -396,8 +395,20 @@ def _excess(value: float, limit: float) -> float:
 
 
 # ---- one round --------------------------------------------------------------------------------------------
+def _apply(dg, name: str, idxs) -> None:
+    root = dg.model.get_submodule(name)
+    dg.get_pruning_group(root, _out_fn(dg, root), idxs).prune()
+
+
+def _why(e: Exception) -> str:
+    return f"{type(e).__name__}: {str(e)[:160]}"
+
+
 class _Round:
-    """Probe, order and visit the groups of `model` (never modified), then build the round's model."""
+    """Probe, order and visit the groups of the round's start model (never modified), then build its result.
+
+    `work`/`dg` is the working copy carrying the pruning accepted so far; groups are looked up by name.
+    """
 
     def __init__(self, model, calib: Calibration, opts: PagcpOptions, index: int, d0: float, big_d: float,
                  base_gflops: float, ignored_names: Sequence[str], opaque: Sequence[str], progress):
@@ -405,119 +416,117 @@ class _Round:
         self.d0, self.big_d, self.base_gflops = d0, big_d, base_gflops
         self.ignored_names, self.opaque, self.progress = list(ignored_names), list(opaque), progress
         self.records: list[LayerRecord] = []
+        self.accepted: list[LayerRecord] = []
 
-    def _working_copy(self, accepted=()):
-        work = copy.deepcopy(self.start_model).eval()
-        dg = _build_graph(work, self.calib.example(), self.opaque)
-        for rec in accepted:
-            root = dg.model.get_submodule(rec.name)
-            dg.get_pruning_group(root, _out_fn(dg, root), rec.idxs).prune()
-        return work, dg
+    def _copy(self, records=()):
+        """A fresh copy of the start model and its graph, with `records` applied."""
+        model = copy.deepcopy(self.start_model).eval()
+        dg = _build_graph(model, self.calib.example(), self.opaque)
+        for rec in records:
+            _apply(dg, rec.name, rec.idxs)
+        return model, dg
 
-    def _candidates(self, work, dg) -> list[tuple[str, nn.Module]]:
-        modules = dict(work.named_modules())
-        ignored = [modules[n] for n in self.ignored_names if n in modules] + list(work.head.m)
+    def _candidates(self) -> list[str]:
+        modules = dict(self.work.named_modules())
+        ignored = [modules[n] for n in self.ignored_names if n in modules] + list(self.work.head.m)
         excluded = [m for layer in ignored for m in layer.modules()]
-        out = []
-        for group in dg.get_all_groups(ignored_layers=excluded, root_module_types=ROOT_TYPES):
-            root = group[0].dep.target.module
-            if dg.get_out_channels(root) and dg.get_out_channels(root) > 1:
-                out.append((dg._module2name[root], root))
-        return out
+        groups = self.dg.get_all_groups(ignored_layers=excluded, root_module_types=ROOT_TYPES)
+        roots = [g[0].dep.target.module for g in groups]
+        return [self.dg._module2name[r] for r in roots if (self.dg.get_out_channels(r) or 0) > 1]
 
-    def _skip(self, name, channels, reason):
-        self.records.append(LayerRecord(self.index, -1, name, channels, stop="skipped", reason=reason))
-        self.progress(f"pagcp: skipping {name}: {reason}")
+    def _group(self, name):
+        group = _full_group(self.dg, self.work.get_submodule(name))
+        return group, _l1_order(self.dg, group)
 
-    def _probe(self, work, dg, candidates) -> list[tuple[str, nn.Module, float]]:
-        """FLOPs removed by pruning PROBE_RATIO of each group alone (dependants included)."""
-        g0 = count_gflops(work, self.opts.imgsz)
+    def _probe(self, names) -> list[tuple[str, float]]:
+        """GFLOPs removed by pruning PROBE_RATIO of each group alone (dependants included)."""
+        g0 = count_gflops(self.work, self.opts.imgsz)
         out = []
-        for name, root in candidates:
+        for name in names:
             try:
-                group = _full_group(dg, root)
-                order = _l1_order(dg, group)
-                with _pruned_view(dg, _subset(group, order[:max(1, int(PROBE_RATIO * len(order)))])):
-                    out.append((name, root, g0 - count_gflops(work, self.opts.imgsz)))
+                group, order = self._group(name)
+                with _pruned_view(self.dg, _subset(group, order[:max(1, int(PROBE_RATIO * len(order)))])):
+                    out.append((name, g0 - count_gflops(self.work, self.opts.imgsz)))
             except Exception as e:  # a group Torch-Pruning cannot cut cleanly (user modules): leave it whole
-                self._skip(name, dg.get_out_channels(root), f"{type(e).__name__}: {str(e)[:160]}")
+                channels = self.dg.get_out_channels(self.work.get_submodule(name))
+                self.records.append(LayerRecord(self.index, -1, name, channels, stop="skipped", reason=_why(e)))
+                self.progress(f"pagcp: skipping {name}: {_why(e)}")
         return out
 
     def run(self) -> tuple[nn.Module, RoundRecord]:
         t0 = time.time()
-        opts, calib = self.opts, self.calib
-        work, dg = self._working_copy()
-        gflops_start = count_gflops(work, opts.imgsz)
-        visits = self._probe(work, dg, self._candidates(work, dg))
-        lam = solve_lambda(self.d0, self.big_d, len(visits)) if opts.exp else 1.0
-        visits.sort(key=lambda v: v[2], reverse=lam <= 1)
-        baseline = calib.losses(work)[0]
+        self.work, self.dg = self._copy()
+        gflops_start = self.gflops_now = count_gflops(self.work, self.opts.imgsz)
+        visits = self._probe(self._candidates())
+        lam = solve_lambda(self.d0, self.big_d, len(visits)) if self.opts.exp else 1.0
+        visits.sort(key=lambda v: v[1], reverse=lam <= 1)
+        baseline = self.calib.losses(self.work)[0]
         self.progress(f"pagcp round {self.index + 1}: {len(visits)} groups, d0 {self.d0:.4g}, D {self.big_d:.4g}, "
                       f"lambda {lam:.4g}, baseline {_fmt(baseline)}")
-        accepted: list[LayerRecord] = []
-        prev, d, gflops_now = baseline, self.d0, gflops_start
-        for pos, (name, root, probe) in enumerate(visits):
+        prev = baseline
+        for pos, (name, probe) in enumerate(visits):
             t_layer = time.time()
-            rec = LayerRecord(self.index, pos, name, dg.get_out_channels(root), probe_gflops=probe, tolerance=d,
+            rec = LayerRecord(self.index, pos, name, 0, probe_gflops=probe, tolerance=self.d0 * lam ** pos,
                               losses_before=list(prev), losses_after=list(prev))
-            try:
-                self._visit(work, dg, root, rec, prev, baseline)
-            except Exception as e:  # trials failed part-way: views are restored, the group stays whole
-                rec.stop, rec.pruned, rec.reason = "skipped", 0, f"{type(e).__name__}: {str(e)[:160]}"
-            if rec.pruned:
-                try:
-                    dg.get_pruning_group(root, _out_fn(dg, root), rec.idxs).prune()
-                except Exception as e:  # the working model may be half cut: rebuild it from what was accepted
-                    rec.stop, rec.pruned, rec.reason = "skipped", 0, f"{type(e).__name__}: {str(e)[:160]}"
-                    work, dg = self._working_copy(accepted)
-                else:
-                    g = count_gflops(work, opts.imgsz)
-                    rec.gflops_removed, gflops_now = gflops_now - g, g
-                    rec.score = rec.loss_increase / rec.gflops_removed if rec.gflops_removed > 0 else math.inf
-                    accepted.append(rec)
-                    prev = rec.losses_after
             self.records.append(rec)
+            self._visit(rec, prev, baseline)
+            prev = rec.losses_after
             self.progress(f"pagcp round {self.index + 1} layer {pos + 1}/{len(visits)} {name}: "
                           f"{rec.pruned}/{rec.channels} channels ({rec.ratio:.2f}), stop {rec.stop}"
                           f"{' (' + rec.bound + ')' if rec.bound else ''}, {_fmt(rec.losses_after)}, "
                           f"{rec.trials} trials, {time.time() - t_layer:.1f}s")
-            d *= lam
-        model = self._finish(accepted)
-        final = calib.losses(model)[0]
-        g_after = count_gflops(model, opts.imgsz)
-        rnd = RoundRecord(self.index, self.d0, self.big_d, lam, baseline, final, gflops_start, g_after,
-                          self.base_gflops / g_after, time.time() - t0, self.records)
+        model = self._finish()
+        g_after = count_gflops(model, self.opts.imgsz)
+        rnd = RoundRecord(self.index, self.d0, self.big_d, lam, baseline, self.calib.losses(model)[0],
+                          gflops_start, g_after, self.base_gflops / g_after, time.time() - t0, self.records)
         return model, rnd
 
-    def _visit(self, work, dg, root, rec: LayerRecord, prev, baseline):
-        """Try 5%, 10%, ... of the group's channels; keep the last ratio within both bounds."""
-        group = _full_group(dg, root)
-        order = _l1_order(dg, group)
+    def _visit(self, rec: LayerRecord, prev, baseline) -> None:
+        """Scan, then prune the accepted channels for good; a group that fails is left whole."""
+        try:
+            self._scan(rec, prev, baseline)
+        except Exception as e:  # views are restored on the way out: the working model is intact
+            rec.stop, rec.reason, rec.pruned, rec.idxs, rec.losses_after = "skipped", _why(e), 0, [], list(prev)
+        if not rec.pruned:
+            return
+        try:
+            _apply(self.dg, rec.name, rec.idxs)
+        except Exception as e:  # the working model may be half cut: rebuild it from what was accepted
+            rec.stop, rec.reason, rec.pruned, rec.idxs, rec.losses_after = "skipped", _why(e), 0, [], list(prev)
+            self.work, self.dg = self._copy(self.accepted)
+            return
+        g = count_gflops(self.work, self.opts.imgsz)
+        rec.gflops_removed, self.gflops_now = self.gflops_now - g, g
+        rec.score = rec.loss_increase / rec.gflops_removed if rec.gflops_removed > 0 else math.inf
+        self.accepted.append(rec)
+
+    def _scan(self, rec: LayerRecord, prev, baseline) -> None:
+        """Try 5%, 10%, ... of the group's channels; keep the last count within both bounds."""
+        group, order = self._group(rec.name)
+        rec.channels = len(order)
         counts = sorted({min(len(order) - 1, len(order) * k // GRID_STEPS) for k in range(1, GRID_STEPS)} - {0})
         limits = [min((1 + rec.tolerance) * p, self.big_d * b) for p, b in zip(prev, baseline)]
-        start = _first_layer(dg, group) if self.calib.resumable(work) else 0
-        states = self.calib.prefix(work, start)
+        start = _first_layer(self.dg, group) if self.calib.resumable(self.work) else 0
+        states = self.calib.prefix(self.work, start)
         for n in counts:
             rec.trials += 1
-            with _pruned_view(dg, _subset(group, order[:n])):
-                losses, broken = self.calib.losses(work, states, start, limits)
+            with _pruned_view(self.dg, _subset(group, order[:n])):
+                losses, broken = self.calib.losses(self.work, states, start, limits)
             if broken is not None:
                 rec.stop = COMPONENTS[broken]
-                layer_limit = (1 + rec.tolerance) * prev[broken]
-                rec.bound = "layer" if not losses[broken] <= layer_limit else "global"
+                rec.bound = "global" if losses[broken] <= (1 + rec.tolerance) * prev[broken] else "layer"
                 return
             rec.pruned, rec.idxs, rec.losses_after = n, sorted(order[:n]), losses
             rec.loss_increase = max((a / b if b > 0 else 1.0) for a, b in zip(losses, prev)) - 1
 
-    def _finish(self, accepted: list[LayerRecord]) -> nn.Module:
-        """The round-start model with the top-k accepted layers, best score first (until the target)."""
-        kept = select_topk(accepted, self.opts.topk)
+    def _finish(self) -> nn.Module:
+        """The start model with the top-k accepted layers, best score first (until the target, if asked)."""
+        kept = select_topk(self.accepted, self.opts.topk)
+        model, dg = self._copy()
         for rec in kept:
             rec.kept = True
-        model, dg = self._working_copy()
         for rec in kept:
-            root = dg.model.get_submodule(rec.name)
-            dg.get_pruning_group(root, _out_fn(dg, root), rec.idxs).prune()
+            _apply(dg, rec.name, rec.idxs)
             rec.applied = True
             if self.opts.stop_at_target and \
                     self.base_gflops / count_gflops(model, self.opts.imgsz) >= self.opts.speedup:
@@ -527,7 +536,7 @@ class _Round:
                 model.eval()(self.calib.example())
         except Exception as e:
             raise PruningError(f"pagcp: the model pruned in round {self.index + 1} no longer runs "
-                               f"({type(e).__name__}: {e}); report the model yaml") from e
+                               f"({_why(e)}); report the model yaml") from e
         return model
 
 
@@ -647,7 +656,8 @@ def prune_pagcp(model: nn.Module, args, data, hyp, device, save_dir=None) -> tup
     if not batches:
         raise DataError(f"pagcp: the training set of {data.yaml_path or 'the data'} gave no calibration batch")
     ignored, skipped, opaque = _guard(model, batches[0][0][:1])
-    save_dir = Path(save_dir or getattr(args, "save_dir", None) or Path(args.project or "runs/prune") / args.name)
+    save_dir = Path(save_dir or getattr(args, "save_dir", None)
+                    or Path(getattr(args, "project", None) or "runs/prune") / getattr(args, "name", "exp"))
     finetune_fn = _round_finetuner(args, hyp, save_dir, device) if args.round_finetune_epochs > 0 else None
     result = pagcp_prune(model, batches, build_loss(model, hyp, imgsz), speedup=args.speedup, imgsz=imgsz,
                          initial_rate=args.initial_rate, initial_thres=args.initial_thres, topk=args.topk,
