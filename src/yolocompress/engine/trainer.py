@@ -309,7 +309,8 @@ class Trainer:
     def _end_epoch(self, epoch, mloss, extra_sums, lrs, n_imgs, train_time):
         opts = self.opts
         final = epoch + 1 == opts.epochs
-        if self.validator is not None and (final or (epoch + 1) % max(opts.val_every, 1) == 0):
+        validated = self.validator is not None and (final or (epoch + 1) % max(opts.val_every, 1) == 0)
+        if validated:
             self.metrics = self.validator.run(self.ema.ema, loss_fn=self.loss_fn)
         row = {"epoch": epoch, **{f"train/{n}": float(v) for n, v in zip(LOSS_NAMES, mloss.tolist())}}
         row.update({f"train/{k}": v for k, v in extra_sums.items()})
@@ -325,7 +326,9 @@ class Trainer:
         for cb in self.callbacks:
             row.update(cb.on_epoch_end(self, epoch) or {})
         fit = fitness(self.metrics) if self.metrics else 0.0
-        is_best = fit >= self.best_fitness
+        # best.pt follows validations only (an unvalidated epoch has no score of its own); without a validator
+        # (--noval) the latest weights are the best we know
+        is_best = (validated or self.validator is None) and fit >= self.best_fitness
         if is_best:
             self.best_fitness = fit
             self.meta["best_epoch"] = epoch

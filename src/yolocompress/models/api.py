@@ -22,12 +22,10 @@ def _model(cfg=None, weights=None, nc=None, modules=()):
 
 def layer_table(model: Model) -> str:
     rows = [f"{'':>3}{'from':>18}{'n':>3}{'params':>10}  {'module':<22}arguments"]
+    layers = model.yaml["backbone"] + model.yaml["head"]
     for m in model.model:
-        args = model.yaml["backbone" if m.i < len(model.yaml["backbone"]) else "head"]
-        row = (model.yaml["backbone"] + model.yaml["head"])[m.i]
-        np_now = sum(p.numel() for p in m.parameters())
-        rows.append(f"{m.i:>3}{str(m.f):>18}{getattr(m, 'n', 1):>3}{np_now:>10}  {m.type:<22}{row[3]}")
-        del args
+        np_now = sum(p.numel() for p in m.parameters())  # the real count: a pruned layer has fewer
+        rows.append(f"{m.i:>3}{str(m.f):>18}{getattr(m, 'n', 1):>3}{np_now:>10}  {m.type:<22}{layers[m.i][3]}")
     return "\n".join(rows)
 
 
