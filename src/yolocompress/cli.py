@@ -46,6 +46,9 @@ def _add_train_options(p, epochs=100):
     p.add_argument("--sync-bn", action="store_true")
     p.add_argument("--label-smoothing", type=float, default=0.0)
     p.add_argument("--val-every", type=_positive_int, default=1)
+    p.add_argument("--noval", action="store_true", help="validate only after the last epoch")
+    p.add_argument("--noautoanchor", action="store_true",
+                   help="keep the model's anchors even when their best possible recall on the data is under 0.98")
 
 
 def _add_distill_options(p):
@@ -69,7 +72,8 @@ def train_options_from(args, project_default: str):
                         device=args.device, workers=args.workers, seed=args.seed,
                         project=args.project or project_default, name=args.name, exist_ok=args.exist_ok,
                         cos_lr=args.cos_lr, patience=args.patience, sync_bn=args.sync_bn,
-                        label_smoothing=args.label_smoothing, val_every=args.val_every, modules=args.modules)
+                        label_smoothing=args.label_smoothing, val_every=args.val_every, modules=args.modules,
+                        noval=args.noval, noautoanchor=args.noautoanchor)
 
 
 # ---- commands ---------------------------------------------------------------------------------------------

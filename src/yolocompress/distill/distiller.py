@@ -148,6 +148,10 @@ class DistillCallback(Callback):
         LOGGER.info(self.describe())
 
     # ---- checks (before training) --------------------------------------------------------------------
+    @property
+    def fixes_anchors(self) -> bool:
+        return self.options.logit is not None
+
     def _pairs(self) -> list[str]:
         return [f"student layer {s} / teacher layer {t}" for s, t in zip(self.layers, self.teacher_layers)]
 

@@ -33,6 +33,9 @@ class StepOutputs:
 
 class Callback:
     name = "callback"
+    # True when the callback compares the head's raw outputs with another model's, so AutoAnchor must not
+    # re-fit the student's anchors (a raw w/h output means something else under other anchors)
+    fixes_anchors = False
 
     def capture_layers(self) -> list[int]:
         return []

@@ -23,7 +23,8 @@ class TrainOptions:
     patience: int = 100
     sync_bn: bool = False
     val_every: int = 1  # validate every N epochs (the last epoch always)
-    noval: bool = False
+    noval: bool = False  # validate after the last epoch only
+    noautoanchor: bool = False  # keep the config's anchors even when they fit the data badly
     amp: bool = True  # on CUDA only
     max_grad_norm: float = 10.0
     label_smoothing: float = 0.0

@@ -25,6 +25,7 @@ from ..models.checkpoint import save_checkpoint
 from . import distributed as dist
 from .callbacks import Callback, StepOutputs
 from .device import select_device
+from .autoanchor import check_anchors
 from .ema import ModelEMA, unwrap
 from .hyp import Hyp
 from .loss import build_loss
@@ -123,6 +124,15 @@ class Trainer:
         batch = opts.batch_size // max(self.world, 1)
         self.accumulate = max(round(opts.nbs / opts.batch_size), 1)
         self.hyp_wd = hyp.weight_decay * opts.batch_size * self.accumulate / opts.nbs
+        self.train_loader, self.train_set = create_dataloader(
+            self.data.train, self.imgsz, batch, self.stride, hyp, augment=True, rect=False, workers=opts.workers,
+            shuffle=True, seed=opts.seed, nc=self.data.nc, prefix="train", distributed=self.world > 1)
+        fixed_by = [cb.name for cb in self.callbacks if cb.fixes_anchors]
+        if fixed_by and not opts.noautoanchor and self.main:
+            LOGGER.info(f"AutoAnchor skipped: {', '.join(fixed_by)} compares raw head outputs under the current anchors")
+        if not self.resume_state and not opts.noautoanchor and not fixed_by:  # before the EMA copy: same anchors
+            check_anchors(m.head, self.train_set.shapes, self.train_set.labels, self.imgsz, thr=hyp.anchor_t,
+                          seed=opts.seed, log=self.main)
         for cb in self.callbacks:
             cb.on_train_start(self)
         extra = [p for cb in self.callbacks for p in cb.extra_parameters()]
@@ -140,11 +150,8 @@ class Trainer:
             if opts.sync_bn:
                 self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
             self.model = dist.wrap_ddp(self.model, self.device)
-        self.train_loader, self.train_set = create_dataloader(
-            self.data.train, self.imgsz, batch, self.stride, hyp, augment=True, rect=False, workers=opts.workers,
-            shuffle=True, seed=opts.seed, nc=self.data.nc, prefix="train", distributed=self.world > 1)
         self.validator = Validator(self.data, self.imgsz, batch_size=batch * 2, device=self.device,
-                                   workers=opts.workers) if self.main and not opts.noval else None
+                                   workers=opts.workers) if self.main else None
         self.loss_fn = build_loss(m, hyp, self.imgsz)
         self.capture = sorted({i for cb in self.callbacks for i in cb.capture_layers()})
         self.results = ResultsCSV(self.save_dir / "results.csv") if self.main else None
@@ -309,7 +316,8 @@ class Trainer:
     def _end_epoch(self, epoch, mloss, extra_sums, lrs, n_imgs, train_time):
         opts = self.opts
         final = epoch + 1 == opts.epochs
-        validated = self.validator is not None and (final or (epoch + 1) % max(opts.val_every, 1) == 0)
+        validated = self.validator is not None and (
+            final or (not opts.noval and (epoch + 1) % max(opts.val_every, 1) == 0))
         if validated:
             self.metrics = self.validator.run(self.ema.ema, loss_fn=self.loss_fn)
         row = {"epoch": epoch, **{f"train/{n}": float(v) for n, v in zip(LOSS_NAMES, mloss.tolist())}}
@@ -326,9 +334,8 @@ class Trainer:
         for cb in self.callbacks:
             row.update(cb.on_epoch_end(self, epoch) or {})
         fit = fitness(self.metrics) if self.metrics else 0.0
-        # best.pt follows validations only (an unvalidated epoch has no score of its own); without a validator
-        # (--noval) the latest weights are the best we know
-        is_best = (validated or self.validator is None) and fit >= self.best_fitness
+        # best.pt follows validations only (an unvalidated epoch has no score of its own)
+        is_best = validated and fit >= self.best_fitness
         if is_best:
             self.best_fitness = fit
             self.meta["best_epoch"] = epoch

@@ -99,8 +99,9 @@ def _distill_factory(args, default_teacher):
 def _finetune_options(args, save_dir: Path):
     from ..cli import train_options_from
     opts = train_options_from(args, "runs/prune")
+    # a trained head keeps the anchors it learned with: AutoAnchor is for training from scratch or from weights
     return dataclasses.replace(opts, epochs=args.finetune_epochs or args.epochs, project=str(save_dir.parent),
-                               name=save_dir.name, exist_ok=True)
+                               name=save_dir.name, exist_ok=True, noautoanchor=True)
 
 
 # ---- pruning ----------------------------------------------------------------------------------------------
