@@ -322,6 +322,52 @@ def test_bad_checkpoint_in_info_and_export(case, command, base, tmp_path, capsys
     assert_one_line_error(rc, err, pattern)
 
 
+@pytest.mark.parametrize("command", ["prune", "compress"])
+@pytest.mark.parametrize("case", [_truncated, _plain_state_dict, _wrong_class_count])
+def test_bad_checkpoint_in_prune_and_compress(case, command, base, tmp_path, capsys):
+    pattern = case(tmp_path, base)
+    rc, err = run_cli(capsys, [command, "--weights", tmp_path / "w.pt", "--data", base["data"], "--method", "l1",
+                               "--epochs", 1, "--project", tmp_path / "runs", *FAST])
+    assert_one_line_error(rc, err, pattern)
+    assert not list((tmp_path / "runs").rglob("*.pt"))
+
+
+# ---- a teacher that does not fit the student: one line before training, nothing written ---------------------
+def _teacher(tmp_path, **changes):
+    torch.manual_seed(1)
+    return save_checkpoint(tmp_path / "teacher.pt", Model({**tiny_config(nc=10), **changes}))
+
+
+TEACHER_CASES = {
+    "other classes": (dict(nc=3), ["--kd-logit", "l2"], r"teacher .*teacher\.pt has 3 classes, the student 10"),
+    "other anchors per level": (dict(anchors=[[10, 13, 16, 30]] * 3), ["--kd-logit", "l2"],
+                                r"logit distillation needs the same detection levels and anchors: student 3x3, "
+                                r"teacher 3x2"),
+    "no such layer": (dict(), ["--kd-feature", "cwd", "--kd-layers", "99", "20", "23"],
+                      r"--kd-layers \[99\]: no such student layer"),
+    "layers of other strides": (dict(), ["--kd-feature", "mimic", "--kd-layers", "17", "20",
+                                         "--kd-teacher-layers", "20", "17"], r"spatial sizes differ"),
+    "truncated teacher": (None, ["--kd-logit", "l2"], r"teacher\.pt: not a PyTorch checkpoint \(truncated"),
+}
+
+
+@pytest.mark.parametrize("command", ["train", "prune"])
+@pytest.mark.parametrize("case", list(TEACHER_CASES))
+def test_teacher_that_does_not_fit_is_one_error_line(case, command, base, tmp_path, capsys):
+    changes, kd, pattern = TEACHER_CASES[case]
+    if changes is None:
+        good = _teacher(tmp_path).read_bytes()
+        (tmp_path / "teacher.pt").write_bytes(good[: len(good) // 2])
+    else:
+        _teacher(tmp_path, **changes)
+    extra = ["--method", "l1"] if command == "prune" else []
+    rc, err = run_cli(capsys, [command, "--weights", base["weights"], "--data", base["data"], *extra,
+                               "--teacher", tmp_path / "teacher.pt", *kd, "--epochs", 1,
+                               "--project", tmp_path / "runs", *FAST])
+    assert_one_line_error(rc, err, pattern)
+    assert not list((tmp_path / "runs").rglob("*.pt"))  # checked before any pruning or training
+
+
 def test_resume_without_a_run_is_one_error_line(base, tmp_path, capsys):
     rc, err = run_cli(capsys, ["train", "--resume", tmp_path / "norun", "--data", base["data"], *FAST])
     assert_one_line_error(rc, err, r"--resume: no checkpoint at .*norun")

@@ -4,6 +4,7 @@ Also every crash point of an epoch's end (between results.csv and the checkpoint
 from __future__ import annotations
 
 import csv
+import logging
 import os
 import signal
 import subprocess
@@ -42,24 +43,38 @@ def _epochs(run: Path) -> list[int]:
         return []
 
 
-def _kill_after_epoch(argv, run: Path, epoch: int = 1, timeout: float = 60.0):
-    """Start `python -m yolocompress ARGV`, SIGKILL it once results.csv shows `epoch` (the next one is running)."""
+def _kill_when(argv, ready, log: Path, timeout: float = 90.0) -> str:
+    """Start `python -m yolocompress ARGV` (stderr to `log`), SIGKILL it as soon as `ready(stderr_text)` holds;
+    returns what it had logged."""
     env = {**os.environ, "YOLOCOMPRESS_NO_BAR": "1", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "yolocompress", *map(str, argv)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    t0 = time.time()
-    try:
-        while max(_epochs(run), default=-1) < epoch:
-            if proc.poll() is not None:
-                pytest.fail(f"the run ended before it could be killed: {proc.stderr.read().decode()[-2000:]}")
-            if time.time() - t0 > timeout:
-                pytest.fail("the run did not reach the kill point in time")
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.kill()
-        proc.wait()
+    with open(log, "wb") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "yolocompress", *map(str, argv)], env=env,
+                                stdout=subprocess.DEVNULL, stderr=err)
+        t0 = time.time()
+        try:
+            while not ready(log.read_text(errors="replace")):
+                if proc.poll() is not None:
+                    pytest.fail(f"the run ended before it could be killed: {log.read_text()[-2000:]}")
+                if time.time() - t0 > timeout:
+                    pytest.fail("the run did not reach the kill point in time")
+                time.sleep(0.02)
+            proc.send_signal(signal.SIGKILL)
+        finally:
+            proc.kill()
+            proc.wait()
     assert proc.returncode == -signal.SIGKILL
+    return log.read_text(errors="replace")
+
+
+def _kill_after_epoch(argv, run: Path, epoch: int = 1):
+    """SIGKILL a run once its results.csv shows `epoch` (the next one is running)."""
+    run.parent.mkdir(parents=True, exist_ok=True)
+    _kill_when(argv, lambda _: max(_epochs(run), default=-1) >= epoch, run.parent / "killed.log")
+
+
+def _kill_while_pruning(argv, log: Path) -> str:
+    """SIGKILL a prune/compress run right after its first pruning step (dozens of steps remain)."""
+    return _kill_when(argv, lambda text: "prune step 1/" in text, log)
 
 
 def _assert_complete(run: Path):
@@ -132,3 +147,85 @@ def test_crash_at_each_write_of_an_epoch_end(where, inputs, tmp_path, capsys, mo
     assert rc == 0, err
     assert _epochs(run) == [0, 1, 2]
     assert read_checkpoint(run / "weights" / "last.pt")["train_state"]["epoch"] == 2
+
+
+# ---- prune and compress: killed while pruning and while finetuning ---------------------------------------------
+# group_taylor to 3x takes dozens of steps, each with gradients from the training batches: a kill after step 1
+# lands in the pruning loop, before pruned.pt exists
+PRUNE = ["--method", "group_taylor", "--speedup", "3.0", "--grad-batches", "2", "--report-batch", "2"]
+
+
+def _assert_prune_run_complete(run: Path):
+    _assert_complete(run)
+    assert (run / "report.json").is_file()
+    assert read_checkpoint(run / "pruned.pt")["meta"]["prune"]["speedup_gflops"] >= 3.0
+
+
+def test_prune_killed_in_pruning_loop_resumes(inputs, tmp_path, capsys, caplog):
+    project = tmp_path / "runs"
+    run = project / "exp"
+    args = ["prune", "--weights", inputs["weights"], *PRUNE, *_train_args(inputs, project)]
+    _kill_while_pruning(args, tmp_path / "killed.log")
+    assert run.is_dir() and not (run / "pruned.pt").exists()
+    with caplog.at_level(logging.INFO, logger="yolocompress"):
+        rc, err = run_cli(capsys, [*args, "--resume", run])
+    assert rc == 0, err
+    assert "interrupted while pruning" in caplog.text
+    _assert_prune_run_complete(run)
+
+
+def test_prune_killed_in_finetune_resumes_from_last_epoch(inputs, tmp_path, capsys, caplog):
+    project = tmp_path / "runs"
+    run = project / "exp"
+    args = ["prune", "--weights", inputs["weights"], *PRUNE, *_train_args(inputs, project)]
+    _kill_after_epoch(args, run)
+    pruned_before = (run / "pruned.pt").read_bytes()
+    with caplog.at_level(logging.INFO, logger="yolocompress"):
+        rc, err = run_cli(capsys, [*args, "--resume", run])
+    assert rc == 0, err
+    assert "resuming" in caplog.text
+    assert (run / "pruned.pt").read_bytes() == pruned_before  # the pruning was not redone
+    _assert_prune_run_complete(run)
+
+
+def test_prune_resume_refuses_other_settings(inputs, tmp_path, capsys):
+    project = tmp_path / "runs"
+    run = project / "exp"
+    args = ["prune", "--weights", inputs["weights"], *PRUNE, *_train_args(inputs, project)]
+    _kill_after_epoch(args, run)
+    other = [a if a != "3.0" else "2.0" for a in args]
+    from .helpers import assert_one_line_error
+    assert_one_line_error(*run_cli(capsys, [*other, "--resume", run]), r"--speedup 3.0 \(now 2.0\)")
+
+
+def _compress_args(inputs, project):
+    return ["compress", "--weights", inputs["weights"], *PRUNE, "--data", inputs["data"], "--epochs", EPOCHS,
+            "--project", project, "--name", "c", *FAST]
+
+
+def test_compress_killed_while_pruning_redoes_only_that_stage(inputs, tmp_path, capsys, caplog):
+    project = tmp_path / "runs"
+    args = _compress_args(inputs, project)
+    _kill_while_pruning(args, tmp_path / "killed.log")
+    stage = project / "c" / "2-prune"
+    assert stage.is_dir() and not (stage / "DONE.json").exists()
+    with caplog.at_level(logging.INFO, logger="yolocompress"):
+        rc, err = run_cli(capsys, args)
+    assert rc == 0, err
+    assert "stage 2-prune: starting" in caplog.text
+    _assert_complete(project / "c" / "3-finetune")
+    assert (project / "c" / "4-report" / "DONE.json").is_file()
+
+
+def test_compress_killed_in_finetune_resumes_from_last_epoch(inputs, tmp_path, capsys, caplog):
+    project = tmp_path / "runs"
+    args = _compress_args(inputs, project)
+    run = project / "c" / "3-finetune"
+    _kill_after_epoch(args, run)
+    pruned_marker = (project / "c" / "2-prune" / "DONE.json").read_bytes()
+    with caplog.at_level(logging.INFO, logger="yolocompress"):
+        rc, err = run_cli(capsys, args)
+    assert rc == 0, err
+    assert "stage 2-prune: already complete" in caplog.text and "stage 3-finetune: resuming" in caplog.text
+    assert (project / "c" / "2-prune" / "DONE.json").read_bytes() == pruned_marker
+    _assert_complete(run)

@@ -40,3 +40,19 @@ def test_bench_two_models(demo_data, tmp_path):
         assert (d / f).is_file() and (d / f).stat().st_size > 0, f
     assert "| Model | Parameters | GFLOPs | Model Size | mAP50 | mAP50-95 | Inference Time (bs 2) |" in \
         (d / "bench.md").read_text()
+
+
+def test_model_size_is_comparable_across_file_formats(tmp_path):
+    """An official checkpoint holds FP16 weights: its size column must be that of the same model in our format,
+    or a pruned FP32 model would look barely smaller than its baseline."""
+    from pathlib import Path
+
+    from yolocompress.models.checkpoint import load
+    from yolocompress.report.stats import checkpoint_size_mb, count_params
+    official = Path(__file__).parent.parent / "fixtures" / "yolov5n_official_digits.pt"
+    m = load(official)
+    ours = save_checkpoint(tmp_path / "ours.pt", m)
+    size = checkpoint_size_mb(m)
+    assert size == ours.stat().st_size / 1e6
+    assert size > 1.8 * official.stat().st_size / 1e6  # FP32 vs the file's FP16
+    assert abs(size - 4 * count_params(m) / 1e6) < 0.05 * size

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import tempfile
+import shutil
 from pathlib import Path
 
 import torch
@@ -27,7 +27,7 @@ from ..errors import CheckpointError, ConfigError
 from ..models.checkpoint import load_model, read_checkpoint, save_checkpoint
 from ..models.registry import load_user_modules
 from ..report.plots import plot_channels
-from ..report.stats import count_gflops, count_params, file_size_mb, measure_latency, measure_row
+from ..report.stats import count_gflops, count_params, measure_latency, measure_row
 from ..report.tables import write_report
 from .methods import METHODS, accumulate_gradients, get_method
 from .speedup import conv_channels, per_layer_table, prune_to_target
@@ -85,12 +85,6 @@ def detection_grad_fn(method_name: str, batches: list, loss_fn, device):
     return grad_fn
 
 
-def checkpoint_size_mb(model: nn.Module) -> float:
-    """Size of `model` saved in our format (weights only), for a baseline that came from another file."""
-    with tempfile.TemporaryDirectory() as tmp:
-        return file_size_mb(save_checkpoint(Path(tmp) / "model.pt", model))
-
-
 def _distill_factory(args, default_teacher):
     from ..distill.api import distill_callbacks_factory
     return distill_callbacks_factory(args, default_teacher=str(default_teacher))
@@ -141,6 +135,9 @@ def prune_and_save(args, data, weights, save_dir: Path, baseline_weights=None) -
     if args.method != PAGCP:
         get_method(args.method)  # an unknown name fails before anything is loaded
     model, ckpt = model_for_data(weights, None, data, args.modules)
+    factory = _distill_factory(args, default_teacher=baseline_weights or weights)
+    if factory is not None:  # a teacher that cannot teach this student fails now, not after the pruning
+        factory(model, data)
     prepare_model_for_pruning(model)
     if args.method != PAGCP:
         warn_if_not_sparse(args.method, ckpt, weights)
@@ -152,10 +149,8 @@ def prune_and_save(args, data, weights, save_dir: Path, baseline_weights=None) -
     model = model.to(device)
     base_model = model if baseline_weights is None else load_model(baseline_weights, device, nc=data.nc)[0]
     validator = Validator(data, imgsz, args.batch_size, device, args.workers, stride=stride)
-    with tempfile.TemporaryDirectory() as tmp:
-        baseline = measure_row(base_model, f"baseline ({Path(baseline_weights or weights).name})",
-                               weights_file=save_checkpoint(Path(tmp) / "baseline.pt", base_model),
-                               validator=validator, imgsz=imgsz, batch=args.report_batch, device=device)
+    baseline = measure_row(base_model, f"baseline ({Path(baseline_weights or weights).name})",
+                           validator=validator, imgsz=imgsz, batch=args.report_batch, device=device)
     model, summary, skipped, per_layer = prune_model(model, args, data, hyp, device, imgsz, stride, save_dir)
     model.zero_grad(set_to_none=True)
     meta = {"pruned": True, "method": args.method, "speedup": args.speedup, "speedup_metric": args.speedup_metric,
@@ -173,27 +168,56 @@ def prune_command(args) -> dict:
     data = load_data_config(args.data)
     if args.resume:
         return _resume(args, data)
-    opts = _finetune_options(args, increment_path(Path(args.project or "runs/prune") / args.name, args.exist_ok))
-    save_dir = Path(opts.project) / opts.name
+    save_dir = increment_path(Path(args.project or "runs/prune") / args.name, args.exist_ok)
     save_dir.mkdir(parents=True, exist_ok=True)
     model, meta, hyp = prune_and_save(args, data, args.weights, save_dir)
+    return _finetune_and_report(args, data, save_dir, model, meta, hyp)
+
+
+def _finetune_and_report(args, data, save_dir: Path, model, meta: dict, hyp: Hyp) -> dict:
+    opts = _finetune_options(args, save_dir)
     LOGGER.info(f"prune: finetuning {opts.epochs} epochs")
     result = train(opts, model=model, hyp=hyp, meta=meta,
-                   callbacks_factory=_distill_factory(args, default_teacher=args.weights))
+                   callbacks_factory=_distill_factory(args, default_teacher=meta["source_weights"]))
     return write_prune_report(result, meta, save_dir, args, data)
+
+
+def _resume_folder(resume, project: str) -> Path:
+    """The run folder `--resume` names (a folder or its weights/last.pt), or the newest run with a last.pt."""
+    if resume not in (True, None, "", "True"):
+        p = Path(resume)
+        folder = p if p.is_dir() else p.parent.parent
+        if not folder.is_dir():
+            raise CheckpointError(f"--resume: no prune run folder at {p}")
+        return folder
+    return find_resume_checkpoint(resume, project).parent.parent
 
 
 def _resume(args, data) -> dict:
-    last = find_resume_checkpoint(args.resume, args.project or "runs/prune")
-    save_dir = last.parent.parent
-    pruned = save_dir / "pruned.pt"
+    """Continue an interrupted prune run at its last complete step: the pruning (redone if it was interrupted:
+    it is deterministic and nothing of it was kept), the finetune's first epoch, or its last complete epoch."""
+    save_dir = _resume_folder(args.resume, args.project or "runs/prune")
+    pruned, last = save_dir / "pruned.pt", save_dir / "weights" / "last.pt"
     if not pruned.is_file():
-        raise CheckpointError(f"--resume: {save_dir} holds no pruned.pt; it is not a prune run folder")
+        LOGGER.info(f"prune: {save_dir} was interrupted while pruning; pruning again")
+        shutil.rmtree(save_dir / "pagcp_rounds", ignore_errors=True)  # PAGCP's between-round finetunes
+        model, meta, hyp = prune_and_save(args, data, args.weights, save_dir)
+        return _finetune_and_report(args, data, save_dir, model, meta, hyp)
     meta = read_checkpoint(pruned)["meta"]
+    changed = [f"--{k} {meta[k]} (now {getattr(args, k)})" for k in ("method", "speedup") if meta[k] != getattr(args, k)]
+    if changed:
+        raise ConfigError(f"--resume: {save_dir} was pruned with {', '.join(changed)}; repeat the original "
+                          f"settings to resume it, or drop --resume to start a new run")
     load_user_modules(args.modules)
-    result = train(_finetune_options(args, save_dir), resume=str(last),
-                   callbacks_factory=_distill_factory(args, default_teacher=meta["source_weights"]))
-    return write_prune_report(result, meta, save_dir, args, data)
+    if last.is_file() and read_checkpoint(last).get("train_state"):
+        result = train(_finetune_options(args, save_dir), resume=str(last),
+                       callbacks_factory=_distill_factory(args, default_teacher=meta["source_weights"]))
+        return write_prune_report(result, meta, save_dir, args, data)
+    LOGGER.info(f"prune: {save_dir} was interrupted before the first finetune epoch was saved; finetuning "
+                f"{pruned.name}")
+    model = load_model(pruned, select_device(args.device), nc=data.nc)[0]
+    hyp = Hyp.load(args.hyp) if args.hyp else Hyp.default_for(model.yaml)
+    return _finetune_and_report(args, data, save_dir, model, meta, hyp)
 
 
 # ---- report -----------------------------------------------------------------------------------------------
@@ -206,7 +230,7 @@ def write_prune_report(result, meta: dict, save_dir: Path, args, data) -> dict:
     batch = int(meta.get("report_batch") or args.report_batch)
     validator = Validator(data, imgsz, args.batch_size, device, args.workers, stride=stride)
     label = f"pruned {meta['method']} {meta['speedup']}x, finetuned"
-    row = measure_row(model.to(device), label, weights_file=weights, validator=validator, imgsz=imgsz, batch=batch,
+    row = measure_row(model.to(device), label, validator=validator, imgsz=imgsz, batch=batch,
                       device=device)
     baseline, summary, skipped, per_layer = meta["baseline"], meta["prune"], meta["skipped"], meta["per_layer"]
     lat_setting = meta.get("latency_setting") or f"{args.latency_device}, batch {args.latency_batch}"

@@ -32,7 +32,7 @@ def bench_models(weights: list, data: str, imgsz: int = 640, batch_size: int = 3
     rows = []
     for label, w, m in zip(labels, weights, models):
         LOGGER.info(f"bench: {label}")
-        rows.append(measure_row(m, label, weights_file=w, validator=validator, imgsz=imgsz, batch=batch_size,
+        rows.append(measure_row(m, label, validator=validator, imgsz=imgsz, batch=batch_size,
                                 device=validator.device, half=half))
         del m
     if validator.device.type == "cuda":

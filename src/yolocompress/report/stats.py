@@ -7,6 +7,8 @@ linear MACs); activations, pooling and upsampling count nothing. This reproduces
 """
 from __future__ import annotations
 
+import tempfile
+
 import copy
 import statistics
 import time
@@ -92,12 +94,20 @@ def model_summary(model: nn.Module, imgsz: int = 640) -> dict:
             "gflops_fused": count_gflops(fused, imgsz)}
 
 
-def measure_row(model: nn.Module, label: str, *, weights_file, validator, imgsz: int, batch: int, device,
+def checkpoint_size_mb(model: nn.Module) -> float:
+    """Size of `model` saved in our format (FP32 weights, no optimizer): comparable whatever file it came from
+    (official checkpoints hold FP16 weights, training checkpoints an optimizer)."""
+    from ..models.checkpoint import save_checkpoint
+    with tempfile.TemporaryDirectory() as tmp:
+        return file_size_mb(save_checkpoint(Path(tmp) / "model.pt", model))
+
+
+def measure_row(model: nn.Module, label: str, *, validator, imgsz: int, batch: int, device,
                 half: bool = False) -> dict:
     """One report row (prune, compress and bench reports): parameters, GFLOPs, checkpoint size, mAP and
     inference time, each measured by the one function for it."""
     metrics = validator.run(model)
     return {"Model": label, "Parameters": count_params(model), "GFLOPs": count_gflops(model, imgsz),
-            "Model Size": file_size_mb(weights_file) if weights_file else None, "mAP50": float(metrics["mAP50"]),
+            "Model Size": checkpoint_size_mb(model), "mAP50": float(metrics["mAP50"]),
             "mAP50-95": float(metrics["mAP50-95"]),
             f"Inference Time (bs {batch})": measure_latency(model, imgsz, batch, device, half=half)}
