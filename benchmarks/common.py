@@ -19,6 +19,7 @@ from yolocompress.engine.options import TrainOptions
 from yolocompress.models.checkpoint import load_model
 from yolocompress.prune.api import prune_command
 from yolocompress.report.stats import checkpoint_size_mb, count_gflops, count_params, measure_latency
+from yolocompress.report.tables import compare_rows, markdown_table
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
@@ -38,7 +39,24 @@ def measure(label: str, weights, data, imgsz: int, device: str, validator) -> di
          "CPU bs1 (ms)": measure_latency(m, imgsz, 1, "cpu"), "CPU bs32 (ms)": measure_latency(m, imgsz, 32, "cpu")}
     if torch.cuda.is_available():
         r["GPU bs32 FP16 (ms)"] = measure_latency(m, imgsz, 32, "0", half=True)
+    r["weights"] = str(weights)
     return r
+
+
+def remeasure_latency(results: "Results", imgsz: int, nc: int) -> None:
+    """Time every row's model again, one after the other: for a machine that was busy while the rows were made
+    (CPU latency measured beside other jobs is noise; accuracy and sizes are not affected)."""
+    for key, row in results.data["rows"].items():
+        m = load_model(row["weights"], nc=nc)[0]
+        row["CPU bs1 (ms)"] = measure_latency(m, imgsz, 1, "cpu")
+        row["CPU bs32 (ms)"] = measure_latency(m, imgsz, 32, "cpu")
+        LOGGER.info(f"latency {key}: {row['CPU bs1 (ms)']:.2f} / {row['CPU bs32 (ms)']:.2f} ms")
+    results.save()
+
+
+def table(rows: list[dict]) -> str:
+    """Markdown of `rows` against the first, without the bookkeeping columns."""
+    return markdown_table(compare_rows([{k: v for k, v in r.items() if k != "weights"} for r in rows]))
 
 
 class Results:
@@ -59,10 +77,13 @@ class Results:
     def add(self, key: str, row: dict, t0: float, **extra) -> None:
         self.data["rows"][key] = {**row, **extra}
         self.data["minutes"][key] = (time.time() - t0) / 60
+        self.save()
+        LOGGER.info(f"benchmark row {key}: {row}")
+
+    def save(self) -> None:
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.data, indent=1, default=str))
         tmp.replace(self.path)
-        LOGGER.info(f"benchmark row {key}: {row}")
 
 
 def kd_flags(logit: str | None = None, feature: str | None = None, teacher=None, imgsz: int = 640,
@@ -103,8 +124,42 @@ def run_train(*, data, hyp, epochs: int, imgsz: int, batch: int, device: str, wo
                  hyp=Hyp.load(hyp), callbacks_factory=factory)
 
 
-def setup_logging():
-    import os
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    os.environ.setdefault("YOLOCOMPRESS_NO_BAR", "1")
-    os.chdir(ROOT)  # the bench data.yaml's path is relative to the project checkout
+def add_bench_args(ap: argparse.ArgumentParser, name: str) -> None:
+    """The options every benchmark script takes: data, recipe basics, where rows go, the latency-only pass."""
+    ap.add_argument("--data", default=str(BENCH_DATA))
+    ap.add_argument("--hyp", default=str(BENCH_HYP))
+    ap.add_argument("--imgsz", type=int, default=192)
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--device", default="")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--project", default=f"runs/{name}")
+    ap.add_argument("--out", default=None, help="the rows as JSON (default: PROJECT/results.json)")
+    ap.add_argument("--latency-only", action="store_true",
+                    help="only time every finished row again, one after the other (run on an idle machine)")
+
+
+class Bench:
+    """A parsed benchmark command line, ready to run: logging set up, data loaded, validator and results made."""
+
+    def __init__(self, a: argparse.Namespace):
+        import os
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+        os.environ.setdefault("YOLOCOMPRESS_NO_BAR", "1")
+        os.chdir(ROOT)  # the bench data.yaml's path is relative to the project checkout
+        from yolocompress.data.dataset import load_data_config
+        from yolocompress.engine.validator import Validator
+        a.out = a.out or str(Path(a.project) / "results.json")
+        self.args = a
+        self.data = load_data_config(a.data)
+        self.validator = Validator(self.data, a.imgsz, 32, a.device, a.workers)
+        self.results = Results(a.out, a)
+        self.common = dict(data=a.data, hyp=a.hyp, imgsz=a.imgsz, batch=a.batch_size, device=a.device,
+                           workers=a.workers, project=a.project)
+
+    def add(self, key: str, label: str, weights, t0: float) -> None:
+        """Measure `weights` and keep the row under `key`."""
+        a = self.args
+        self.results.add(key, measure(label, weights, self.data, a.imgsz, a.device, self.validator), t0)
+
+    def remeasure_latency(self) -> None:
+        remeasure_latency(self.results, self.args.imgsz, self.data.nc)

@@ -12,19 +12,17 @@ by our engine for --v7-epochs (cached in the project folder).
 
 usage: python benchmarks/compare_methods.py [--models v5n v7t] [--methods l1 lamp ...] [--top 5]
        [--speedups 2.0 3.0 4.0] [--finetune-epochs 10] [--kd l2] [--device 0] [--no-bench]
+       [--import-prune-bench runs/prune-bench/results.json] [--latency-only]
 Sized for a GPU (the yolov7-tiny baseline and ~80 finetunes); on a 2-core CPU run subsets (--models, --methods).
 """
 import argparse
+import json
 import time
 from pathlib import Path
 
-from common import (BENCH_DATA, BENCH_HYP, FIXTURE, Results, kd_argv, measure, run_prune, run_train,
-                    setup_logging)
-from yolocompress.data.dataset import load_data_config
-from yolocompress.engine.validator import Validator
+from common import FIXTURE, Bench, add_bench_args, kd_argv, run_prune, run_train, table
 from yolocompress.prune.methods import METHODS
 from yolocompress.report.bench import bench_command
-from yolocompress.report.tables import compare_rows, markdown_table
 
 
 def main():
@@ -36,45 +34,71 @@ def main():
     ap.add_argument("--kd", default="l2", help="logit loss of the distilled runs ('none' to skip them)")
     ap.add_argument("--v7-weights", default=None)
     ap.add_argument("--v7-epochs", type=int, default=150)
+    ap.add_argument("--v7-hyp", default=str(Path(__file__).parent / "hyp.yolov7-tiny.digits.yaml"),
+                    help="yolov7-tiny's recipe (its official tiny hyps, OTA loss, fliplr 0) for training and finetunes")
     ap.add_argument("--finetune-epochs", type=int, default=10)
-    ap.add_argument("--data", default=str(BENCH_DATA))
-    ap.add_argument("--hyp", default=str(BENCH_HYP))
-    ap.add_argument("--imgsz", type=int, default=192)
-    ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--device", default="")
-    ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--no-bench", action="store_true", help="skip the final `bench` over all models")
-    ap.add_argument("--project", default="runs/compare-methods")
-    ap.add_argument("--out", default="runs/compare-methods/results.json")
-    a = ap.parse_args()
-    setup_logging()
-    data = load_data_config(a.data)
-    validator = Validator(data, a.imgsz, 32, a.device, a.workers)
-    results = Results(a.out, a)
-    common = dict(data=a.data, hyp=a.hyp, imgsz=a.imgsz, batch=a.batch_size, device=a.device, workers=a.workers,
-                  project=a.project)
-    kd_modes = [False] + ([True] if a.kd != "none" else [])
-
+    ap.add_argument("--import-prune-bench", default=None, metavar="JSON",
+                    help="reuse prune_bench.py's yolov5n rows (same recipe) as this script's v5n 2.0x rows")
+    add_bench_args(ap, "compare-methods")
+    b = Bench(ap.parse_args())
+    a = b.args
+    if a.import_prune_bench:
+        import_prune_bench(b.results, a.import_prune_bench, a)
+    if a.latency_only:
+        b.remeasure_latency()
+    else:
+        run_all(b)
     for model in a.models:
+        rows = [r for k, r in b.results.data["rows"].items() if k.startswith(model + "/")]
+        print(f"\n{model}\n" + table(rows))
+        if not a.no_bench and not a.latency_only:
+            bench_command(argparse.Namespace(
+                weights=[r["weights"] for r in rows], data=a.data, imgsz=a.imgsz, batch_size=32, device=a.device,
+                half=b.validator.device.type == "cuda", workers=a.workers, project=str(Path(a.project) / "bench"),
+                name=model, exist_ok=True, modules=[]))
+
+
+def import_prune_bench(results, path, a):
+    """prune_bench.py runs the yolov5n fixture at 2.0x with the same recipe: its rows need not be run twice."""
+    other = json.loads(Path(path).read_text())
+    keys = ("finetune_epochs", "imgsz", "batch_size", "hyp", "data")
+    same = {k: other["args"].get(k) == getattr(a, k) for k in keys}
+    if not all(same.values()) or other["args"].get("speedup") != a.speedups[0]:
+        raise SystemExit(f"{path}: another recipe ({', '.join(k for k, v in same.items() if not v) or 'speedup'})")
+    for key, row in other["rows"].items():
+        new = "v5n/baseline" if key == "baseline" else f"v5n/{key}/{a.speedups[0]}x"
+        if key != "control" and not results.has(new):
+            weights = row.get("weights") or (other["args"]["weights"] if key == "baseline"
+                                             else f"{other['args']['project']}/{key}/weights/best.pt")
+            results.data["rows"][new] = {**row, "weights": weights, "Model": f"v5n {key} {a.speedups[0]}x"
+                                         if key != "baseline" else "v5n baseline"}
+            results.data["minutes"][new] = other["minutes"].get(key)
+    results.save()
+
+
+def run_all(b: Bench):
+    a, results = b.args, b.results
+    kd_modes = [False] + ([True] if a.kd != "none" else [])
+    for model in a.models:
+        common = {**b.common, "hyp": a.v7_hyp if model == "v7t" else a.hyp}
         key = f"{model}/baseline"
         if not results.has(key):
             t0 = time.time()
             weights = FIXTURE if model == "v5n" else a.v7_weights
             if weights is None:
                 weights = run_train(cfg="yolov7-tiny.yaml", epochs=a.v7_epochs, name="v7t-baseline", **common).best
-            results.add(key, measure(f"{model} baseline", weights, data, a.imgsz, a.device, validator), t0,
-                        weights=str(weights))
+            b.add(key, f"{model} baseline", weights, t0)
         base = results.row(key)["weights"]
 
         def prune(method, speedup, kd):
             k = f"{model}/{method}/{speedup}x" + ("/kd" if kd else "")
-            if results.has(k):
-                return
-            t0 = time.time()
-            extra = kd_argv(a.kd, None) if kd else []
-            res = run_prune(base, method, speedup, a.finetune_epochs, name=k.replace("/", "-"), extra=extra, **common)
-            label = f"{model} {method} {speedup}x" + (f" +KD {a.kd}" if kd else "")
-            results.add(k, measure(label, res["best"], data, a.imgsz, a.device, validator), t0, weights=res["best"])
+            if not results.has(k):
+                t0 = time.time()
+                extra = kd_argv(a.kd, None) if kd else []
+                res = run_prune(base, method, speedup, a.finetune_epochs, name=k.replace("/", "-"), extra=extra,
+                                **common)
+                b.add(k, f"{model} {method} {speedup}x" + (f" +KD {a.kd}" if kd else ""), res["best"], t0)
 
         for method in a.methods:
             for kd in kd_modes:
@@ -84,18 +108,6 @@ def main():
             for method in ranked[:a.top]:
                 for kd in kd_modes:
                     prune(method, speedup, kd)
-
-    for model in a.models:
-        keys = [k for k in results.data["rows"] if k.startswith(model + "/")]
-        rows = [results.row(k) for k in keys]
-        print(f"\n{model}\n" + markdown_table(compare_rows([{k: v for k, v in r.items() if k != "weights"}
-                                                            for r in rows])))
-        if not a.no_bench:
-            bench_command(argparse.Namespace(
-                weights=[r["weights"] for r in rows], data=a.data, imgsz=a.imgsz, batch_size=32, device=a.device,
-                half=validator.device.type == "cuda", workers=a.workers, project=str(Path(a.project) / "bench"),
-                name=model, exist_ok=True, modules=[]))
-
 
 if __name__ == "__main__":
     main()

@@ -13,12 +13,8 @@ On a 2-core CPU, setting (b) takes about 5 min per config; setting (a) needs hou
 import argparse
 import time
 
-from common import (BENCH_DATA, BENCH_HYP, FIXTURE, Results, kd_flags, measure, run_prune, run_train,
-                    setup_logging)
-from yolocompress.data.dataset import load_data_config
-from yolocompress.engine.validator import Validator
+from common import FIXTURE, Bench, add_bench_args, kd_flags, run_prune, run_train, table
 from yolocompress.models.checkpoint import load_model, read_checkpoint
-from yolocompress.report.tables import compare_rows, markdown_table
 
 CONFIGS = {"none": (None, None), "l1": ("l1", None), "l2": ("l2", None), "ast": ("ast", None),
            "mimic": (None, "mimic"), "mgd": (None, "mgd"), "cwd": (None, "cwd"), "l2+cwd": ("l2", "cwd")}
@@ -28,70 +24,64 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--settings", nargs="+", choices=["a", "b"], default=["a", "b"])
     ap.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
-    ap.add_argument("--data", default=str(BENCH_DATA))
-    ap.add_argument("--hyp", default=str(BENCH_HYP))
     ap.add_argument("--epochs-a", type=int, default=40, help="student epochs from scratch in setting (a)")
     ap.add_argument("--epochs-b", type=int, default=10, help="finetune epochs after pruning in setting (b)")
     ap.add_argument("--teacher-a", default=None, help="yolov5s teacher for (a); default: train one here")
     ap.add_argument("--teacher-epochs", type=int, default=60)
-    ap.add_argument("--imgsz", type=int, default=192)
-    ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--device", default="")
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--project", default="runs/distill-bench")
-    ap.add_argument("--out", default="runs/distill-bench/results.json")
-    a = ap.parse_args()
-    setup_logging()
-    data = load_data_config(a.data)
-    validator = Validator(data, a.imgsz, 32, a.device, a.workers)
-    results = Results(a.out, a)
-    common = dict(data=a.data, hyp=a.hyp, imgsz=a.imgsz, batch=a.batch_size, device=a.device, workers=a.workers,
-                  project=a.project)
+    add_bench_args(ap, "distill-bench")
+    b = Bench(ap.parse_args())
+    a = b.args
+    if a.latency_only:
+        b.remeasure_latency()
+    else:
+        if "a" in a.settings:
+            setting_a(b)
+        if "b" in a.settings:
+            setting_b(b)
+    for s in ["a", "b"]:
+        keys = [f"{s}/{c}" for c in CONFIGS if c == "none" or c in a.configs]  # `none` first: the deltas' base
+        rows = [b.results.row(k) for k in keys if b.results.has(k)]
+        if rows:
+            print(f"\nsetting ({s})\n" + table(rows))
 
-    def done(key, label, weights, t0, **extra):
-        results.add(key, measure(label, weights, data, a.imgsz, a.device, validator), t0, **extra)
 
-    if "a" in a.settings:
-        teacher = a.teacher_a
-        if teacher is None:
-            if not results.has("a/teacher"):
-                t0 = time.time()
-                res = run_train(cfg="yolov5s.yaml", epochs=a.teacher_epochs, name="a-teacher", **common)
-                done("a/teacher", f"teacher yolov5s ({a.teacher_epochs} epochs)", res.best, t0, weights=str(res.best))
-            teacher = results.row("a/teacher")["weights"]
-        for c in a.configs:
-            if results.has(f"a/{c}"):
-                continue
+def setting_a(b: Bench):
+    """yolov5s teacher -> yolov5n student trained from scratch."""
+    a, results = b.args, b.results
+    teacher = a.teacher_a
+    if teacher is None:
+        if not results.has("a/teacher"):
+            t0 = time.time()
+            res = run_train(cfg="yolov5s.yaml", epochs=a.teacher_epochs, name="a-teacher", **b.common)
+            b.add("a/teacher", f"teacher yolov5s ({a.teacher_epochs} epochs)", res.best, t0)
+        teacher = results.row("a/teacher")["weights"]
+    for c in a.configs:
+        if not results.has(f"a/{c}"):
             t0 = time.time()
             logit, feature = CONFIGS[c]
             kd = kd_flags(logit, feature, teacher=teacher, imgsz=a.imgsz) if c != "none" else None
-            res = run_train(cfg="yolov5n.yaml", epochs=a.epochs_a, name=f"a-{c}", kd=kd, **common)
-            done(f"a/{c}", f"yolov5n {c}", res.best, t0)
+            res = run_train(cfg="yolov5n.yaml", epochs=a.epochs_a, name=f"a-{c}", kd=kd, **b.common)
+            b.add(f"a/{c}", f"yolov5n {c}", res.best, t0)
 
-    if "b" in a.settings:
-        pruned = None
-        for c in ["none"] + [c for c in a.configs if c != "none"]:
-            if results.has(f"b/{c}"):
-                continue
-            t0 = time.time()
-            if c == "none":  # prune once; this run's finetune is the no-distillation row
-                res = run_prune(FIXTURE, "lamp", 2.0, a.epochs_b, name="b-none", **common)
-                done("b/none", "LAMP 2.0x, no KD", res["best"], t0)
-                continue
-            pruned = pruned or f"{a.project}/b-none/pruned.pt"
-            logit, feature = CONFIGS[c]
-            model = load_model(pruned, nc=data.nc)[0]
-            res = run_train(model=model, meta=read_checkpoint(pruned)["meta"], epochs=a.epochs_b, name=f"b-{c}",
-                            kd=kd_flags(logit, feature, teacher=str(FIXTURE), imgsz=a.imgsz), noautoanchor=True,
-                            **common)
-            done(f"b/{c}", f"LAMP 2.0x, KD {c}", res.best, t0)
 
-    for s in a.settings:
-        keys = [f"{s}/{c}" for c in CONFIGS if c == "none" or c in a.configs]  # `none` first: the deltas' base
-        rows = [results.row(k) for k in keys if results.has(k)]
-        if rows:
-            print(f"\nsetting ({s})\n" + markdown_table(compare_rows(rows)))
-
+def setting_b(b: Bench):
+    """The official yolov5n teaches its own LAMP 2.0x pruned copy during the finetune."""
+    a, results = b.args, b.results
+    pruned = f"{a.project}/b-none/pruned.pt"
+    for c in ["none"] + [c for c in a.configs if c != "none"]:
+        if results.has(f"b/{c}"):
+            continue
+        t0 = time.time()
+        if c == "none":  # prune once; this run's finetune is the no-distillation row
+            res = run_prune(FIXTURE, "lamp", 2.0, a.epochs_b, name="b-none", **b.common)
+            b.add("b/none", "LAMP 2.0x, no KD", res["best"], t0)
+            continue
+        logit, feature = CONFIGS[c]
+        model = load_model(pruned, nc=b.data.nc)[0]
+        res = run_train(model=model, meta=read_checkpoint(pruned)["meta"], epochs=a.epochs_b, name=f"b-{c}",
+                        kd=kd_flags(logit, feature, teacher=str(FIXTURE), imgsz=a.imgsz), noautoanchor=True,
+                        **b.common)
+        b.add(f"b/{c}", f"LAMP 2.0x, KD {c}", res.best, t0)
 
 if __name__ == "__main__":
     main()

@@ -10,51 +10,39 @@ On a 2-core CPU this is a long background job (about 20 s per finetune epoch per
 import argparse
 import time
 
-from common import BENCH_DATA, BENCH_HYP, FIXTURE, Results, measure, run_prune, run_train, setup_logging
-from yolocompress.data.dataset import load_data_config
-from yolocompress.engine.validator import Validator
+from common import FIXTURE, Bench, add_bench_args, run_prune, run_train, table
 from yolocompress.prune.methods import METHODS
-from yolocompress.report.tables import compare_rows, markdown_table
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--weights", default=str(FIXTURE))
-    ap.add_argument("--data", default=str(BENCH_DATA))
-    ap.add_argument("--hyp", default=str(BENCH_HYP))
     ap.add_argument("--methods", nargs="+", default=list(METHODS) + ["pagcp"])
     ap.add_argument("--speedup", type=float, default=2.0)
     ap.add_argument("--finetune-epochs", type=int, default=10)
-    ap.add_argument("--imgsz", type=int, default=192)
-    ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--device", default="")
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--project", default="runs/prune-bench")
-    ap.add_argument("--out", default="runs/prune-bench/results.json")
-    a = ap.parse_args()
-    setup_logging()
-    data = load_data_config(a.data)
-    validator = Validator(data, a.imgsz, 32, a.device, a.workers)
-    results = Results(a.out, a)
-    common = dict(data=a.data, hyp=a.hyp, imgsz=a.imgsz, batch=a.batch_size, device=a.device, workers=a.workers,
-                  project=a.project)
+    add_bench_args(ap, "prune-bench")
+    b = Bench(ap.parse_args())
+    a = b.args
+    if a.latency_only:
+        b.remeasure_latency()
+    else:
+        run_all(b)
+    print(table([b.results.row(k) for k in ["baseline", "control", *a.methods] if b.results.has(k)]))
 
-    def done(key, label, weights, t0):
-        results.add(key, measure(label, weights, data, a.imgsz, a.device, validator), t0)
 
-    if not results.has("baseline"):
-        done("baseline", "baseline (official yolov5n)", a.weights, time.time())
-    if not results.has("control"):
+def run_all(b: Bench):
+    a = b.args
+    if not b.results.has("baseline"):
+        b.add("baseline", "baseline (official yolov5n)", a.weights, time.time())
+    if not b.results.has("control"):
         t0 = time.time()
-        res = run_train(weights=a.weights, epochs=a.finetune_epochs, name="control", noautoanchor=True, **common)
-        done("control", f"control: baseline finetuned {a.finetune_epochs} epochs", res.best, t0)
+        res = run_train(weights=a.weights, epochs=a.finetune_epochs, name="control", noautoanchor=True, **b.common)
+        b.add("control", f"control: baseline finetuned {a.finetune_epochs} epochs", res.best, t0)
     for m in a.methods:
-        if not results.has(m):
+        if not b.results.has(m):
             t0 = time.time()
-            done(m, f"{m} {a.speedup}x", run_prune(a.weights, m, a.speedup, a.finetune_epochs, name=m, **common)["best"],
-                 t0)
-    rows = [results.row(k) for k in ["baseline", "control", *a.methods] if results.has(k)]
-    print(markdown_table(compare_rows(rows)))
+            res = run_prune(a.weights, m, a.speedup, a.finetune_epochs, name=m, **b.common)
+            b.add(m, f"{m} {a.speedup}x", res["best"], t0)
 
 if __name__ == "__main__":
     main()

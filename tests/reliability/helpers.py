@@ -25,6 +25,21 @@ def copy_dataset(src_yaml, dst: Path) -> Path:
     return dst / "data.yaml"
 
 
+def make_inputs(tmp_path_factory, name: str, seed: int) -> dict:
+    """What a module's cases start from: a tiny 10-class dataset (8 train / 4 val images at IMGSZ), a tiny model
+    yaml, and a checkpoint of that model with fixed initial weights."""
+    import torch
+
+    from yolocompress.data.demo import make_demo_dataset
+    from yolocompress.models.builder import Model
+    from yolocompress.models.checkpoint import save_checkpoint
+    root = tmp_path_factory.mktemp(name)
+    data = make_demo_dataset(root / "data", n_train=8, n_val=4, imgsz=IMGSZ, seed=seed)
+    torch.manual_seed(0)
+    weights = save_checkpoint(root / "tiny.pt", Model(tiny_config(nc=10)))
+    return {"root": root, "data": data, "cfg": write_cfg(root / "tiny.yaml"), "weights": weights}
+
+
 def write_cfg(path: Path, nc: int = 10, **changes) -> str:
     cfg = tiny_config(nc=nc)
     cfg.update(changes)

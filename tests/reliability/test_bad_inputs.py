@@ -12,12 +12,11 @@ import pytest
 import torch
 import yaml
 
-from yolocompress.data.demo import make_demo_dataset
 from yolocompress.models.builder import Model
 from yolocompress.models.checkpoint import save_checkpoint
 
 from ..conftest import tiny_config
-from .helpers import FAST, IMGSZ, assert_one_line_error, copy_dataset, run_cli, write_cfg
+from .helpers import FAST, IMGSZ, assert_one_line_error, copy_dataset, make_inputs, run_cli
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 NAMES = [str(i) for i in range(10)]
@@ -25,12 +24,7 @@ NAMES = [str(i) for i in range(10)]
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
-    """A tiny 10-class dataset, a tiny model yaml and a checkpoint of it (the inputs every case starts from)."""
-    root = tmp_path_factory.mktemp("rel")
-    data = make_demo_dataset(root / "data", n_train=8, n_val=4, imgsz=IMGSZ, seed=3)
-    torch.manual_seed(0)
-    weights = save_checkpoint(root / "tiny.pt", Model(tiny_config(nc=10)))
-    return {"root": root, "data": data, "cfg": write_cfg(root / "tiny.yaml"), "weights": weights}
+    return make_inputs(tmp_path_factory, "rel", seed=3)
 
 
 def _yaml(path, obj):

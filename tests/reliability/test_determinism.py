@@ -5,21 +5,18 @@ from __future__ import annotations
 import pytest
 import torch
 
-from yolocompress.data.demo import make_demo_dataset
 from yolocompress.engine.api import train
 from yolocompress.engine.options import TrainOptions
 from yolocompress.models.checkpoint import read_checkpoint
 
-from .helpers import IMGSZ, write_cfg
+from .helpers import IMGSZ, make_inputs
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("determinism")
-    data = make_demo_dataset(root / "data", n_train=8, n_val=4, imgsz=IMGSZ, seed=6)
-    return {"data": data, "cfg": write_cfg(root / "tiny.yaml")}
+    return make_inputs(tmp_path_factory, "determinism", seed=6)
 
 
 def _one_epoch(inputs, project, workers, seed=0):

@@ -13,14 +13,10 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
-from yolocompress.data.demo import make_demo_dataset
-from yolocompress.models.builder import Model
-from yolocompress.models.checkpoint import read_checkpoint, save_checkpoint
+from yolocompress.models.checkpoint import read_checkpoint
 
-from ..conftest import tiny_config
-from .helpers import FAST, IMGSZ, run_cli, write_cfg
+from .helpers import FAST, make_inputs, run_cli
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 EPOCHS = 6
@@ -28,11 +24,7 @@ EPOCHS = 6
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("interrupt")
-    data = make_demo_dataset(root / "data", n_train=8, n_val=4, imgsz=IMGSZ, seed=5)
-    torch.manual_seed(0)
-    weights = save_checkpoint(root / "start.pt", Model(tiny_config(nc=10)))
-    return {"data": data, "cfg": write_cfg(root / "tiny.yaml"), "weights": weights}
+    return make_inputs(tmp_path_factory, "interrupt", seed=5)
 
 
 def _epochs(run: Path) -> list[int]:

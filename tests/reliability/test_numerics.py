@@ -8,7 +8,6 @@ import csv
 import pytest
 import torch
 
-from yolocompress.data.demo import make_demo_dataset
 from yolocompress.engine import trainer as trainer_mod
 from yolocompress.engine.api import train
 from yolocompress.engine.callbacks import Callback
@@ -16,16 +15,14 @@ from yolocompress.engine.options import TrainOptions
 from yolocompress.errors import TrainingError
 from yolocompress.models.checkpoint import read_checkpoint
 
-from .helpers import FAST, IMGSZ, assert_one_line_error, run_cli, write_cfg
+from .helpers import FAST, IMGSZ, assert_one_line_error, make_inputs, run_cli
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("numerics")
-    data = make_demo_dataset(root / "data", n_train=8, n_val=4, imgsz=IMGSZ, seed=4)
-    return {"data": data, "cfg": write_cfg(root / "tiny.yaml")}
+    return make_inputs(tmp_path_factory, "numerics", seed=4)
 
 
 @pytest.fixture
