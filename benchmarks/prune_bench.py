@@ -4,7 +4,7 @@ finetuned with the same recipe, so that gains from extra epochs are not credited
 (CPU latency at batch 1 and 32, GPU batch 32 FP16 when a GPU is present) as markdown to stdout and JSON to
 --out, row by row: a rerun after an interruption skips the rows already measured.
 
-usage: python benchmarks/prune_bench.py [--methods l1 lamp ...] [--finetune-epochs 10] [--device cpu]
+usage: python benchmarks/prune_bench.py [--methods l1 lamp lamp+global ...] [--finetune-epochs 10] [--device cpu]
 On a 2-core CPU this is a long background job (about 20 s per finetune epoch per method on this data).
 """
 import argparse
@@ -17,7 +17,8 @@ from yolocompress.prune.methods import METHODS
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--weights", default=str(FIXTURE))
-    ap.add_argument("--methods", nargs="+", default=list(METHODS) + ["pagcp"])
+    ap.add_argument("--methods", nargs="+", default=list(METHODS) + ["pagcp"],
+                    help="method names; NAME+FLAG adds --FLAG to its prune command (e.g. lamp+global)")
     ap.add_argument("--speedup", type=float, default=2.0)
     ap.add_argument("--finetune-epochs", type=int, default=10)
     add_bench_args(ap, "prune-bench")
@@ -41,8 +42,10 @@ def run_all(b: Bench):
     for m in a.methods:
         if not b.results.has(m):
             t0 = time.time()
-            res = run_prune(a.weights, m, a.speedup, a.finetune_epochs, name=m, **b.common)
-            b.add(m, f"{m} {a.speedup}x", res["best"], t0)
+            method, *flags = m.split("+")  # e.g. lamp+global: LAMP ranking channels across layers
+            res = run_prune(a.weights, method, a.speedup, a.finetune_epochs, name=m,
+                            extra=[f"--{f}" for f in flags], **b.common)
+            b.add(m, f"{method} {a.speedup}x" + "".join(f" --{f}" for f in flags), res["best"], t0)
 
 if __name__ == "__main__":
     main()

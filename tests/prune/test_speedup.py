@@ -84,6 +84,21 @@ def test_global_pruning_reaches_the_target():
     model.eval()(image())
 
 
+def test_lamp_equals_group_norm_per_layer_and_differs_globally():
+    """LAMP's score keeps the magnitude order inside a layer: only --global makes it a different method."""
+    def pruned(method, global_pruning):
+        torch.manual_seed(0)
+        model = tiny("v5")
+        prune_to_target(model, image(), method, TARGET, imgsz=IMGSZ, max_steps=STEPS, global_pruning=global_pruning,
+                        measure=False)
+        return model.state_dict()
+
+    lamp, norm = pruned("lamp", False), pruned("group_norm", False)
+    assert all(torch.equal(lamp[k], norm[k]) for k in lamp)
+    lamp_g, norm_g = pruned("lamp", True), pruned("group_norm", True)
+    assert any(lamp_g[k].shape != norm_g[k].shape for k in lamp_g)
+
+
 def test_small_steps_stop_close_to_the_target():
     model = tiny("v7")
     out = prune_to_target(model, image(), "l1", 2.0, imgsz=IMGSZ, max_steps=200, measure=False)

@@ -95,6 +95,9 @@ def prune_to_target(model: nn.Module, example_inputs, method: str, speedup: floa
     if m.needs_sparse:
         LOGGER.info(f"prune: {m.name} ranks channels by the sparsity that sparse training ({m.sparse_kind}) "
                     "creates; without it the ranking is weak")
+    if m.name == "lamp" and not global_pruning:
+        LOGGER.info("prune: LAMP's score keeps the magnitude order within a layer, so without --global it removes "
+                    "the same channels as group_norm; --global lets it choose how much each layer loses")
     guard = guard or find_unprunable(model, example_inputs, m.name)
     channels_before = conv_channels(model)
     params_before = count_params(model)
