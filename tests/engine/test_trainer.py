@@ -146,3 +146,20 @@ def test_overfits_a_handful_of_images(tmp_path):
     rows = _rows(res.save_dir)
     assert float(rows[-1]["train/box_loss"]) < 0.5 * float(rows[0]["train/box_loss"])
     assert res.metrics["mAP50"] > 0.5, res.metrics
+
+
+def test_lr_schedule_runs_one_epoch_behind_like_the_official_trainers():
+    """YOLOv5/YOLOv7 set `scheduler.last_epoch = start_epoch - 1` after building LambdaLR: epoch e trains at
+    lf(e - 1). Figures: 40 epochs, lr0 0.01, lrf 0.01, linear (what official train.py gives on this schedule)."""
+    from yolocompress.engine.trainer import lagged, lr_lambda
+    lf = lr_lambda(TrainOptions(epochs=40), Hyp())
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.01)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda=lagged(lf), last_epoch=-1)
+    lrs = []
+    for _ in range(40):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[0] == lrs[1] == pytest.approx(0.01)
+    assert lrs[4:6] == pytest.approx([0.009258, 0.00901], abs=1e-6)
+    assert lrs[-1] == pytest.approx(0.000595, abs=1e-6)

@@ -75,6 +75,16 @@ def lr_lambda(opts: TrainOptions, hyp: Hyp):
     return lambda x: (1 - x / opts.epochs) * (1.0 - hyp.lrf) + hyp.lrf
 
 
+def lagged(lf):
+    """The official trainers' schedule: epoch e (after warmup) trains at lf(e - 1), not lf(e).
+
+    YOLOv5 and YOLOv7 build LambdaLR (which applies lf(0) at once) and then set `last_epoch = start_epoch - 1`,
+    so every later epoch runs one step behind the formula; the warmup still aims at lf(epoch). Kept, so that a
+    run here gets the same learning rates as the same run there.
+    """
+    return lambda x: lf(max(x - 1, 0))
+
+
 @dataclass
 class TrainResult:
     save_dir: Path
@@ -144,7 +154,7 @@ class Trainer:
         if self.resume_state:
             self._load_resume_state(self.resume_state)
         # created after a resumed optimizer state is loaded, so the schedule continues at start_epoch
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda=self.lf,
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda=lagged(self.lf),
                                                            last_epoch=self.start_epoch - 1)
         if self.world > 1:
             if opts.sync_bn:
