@@ -94,6 +94,7 @@ def _finetune_stage(stage_dir: Path, resuming: bool, args, pruned: str, base: st
     opts = train_options_from(args, str(stage_dir.parent))
     opts.epochs = args.finetune_epochs or args.epochs
     opts.project, opts.name, opts.exist_ok = str(stage_dir.parent), stage_dir.name, True
+    opts.noautoanchor = True  # a trained head keeps the anchors it learned with (as prune's finetune)
     factory = distill_callbacks_factory(args, default_teacher=base)
     last = stage_dir / "weights" / "last.pt"
     if resuming and last.is_file() and read_checkpoint(last).get("train_state"):

@@ -101,3 +101,38 @@ def test_trainer_refits_bad_anchors_unless_told_not_to(demo_data, tmp_path, capl
     changed = not torch.allclose(saved.anchors, fresh.anchors)
     assert changed is not noautoanchor
     assert ("re-fitted anchors" in caplog.text) is not noautoanchor
+
+
+def test_finetunes_of_trained_models_keep_their_anchors(demo_data, tmp_path, monkeypatch):
+    """prune's finetune, compress's finetune stage and PAGCP's round finetunes train a trained head: no re-fit."""
+    from yolocompress import pipeline
+    from yolocompress.cli import build_parser
+    from yolocompress.engine import api as engine_api
+    from yolocompress.models.checkpoint import save_checkpoint
+    from yolocompress.prune import api as prune_api
+    from yolocompress.prune import pagcp
+
+    seen = []
+
+    class Captured(Exception):
+        pass
+
+    def fake_train(opts, **kwargs):
+        seen.append(opts.noautoanchor)
+        raise Captured
+
+    weights = tmp_path / "w.pt"
+    save_checkpoint(weights, Model(tiny_config()), meta={})
+    args = build_parser().parse_args(["compress", "--weights", str(weights), "--data", str(demo_data),
+                                      "--method", "l1", "--finetune-epochs", "1", "--imgsz", "64"])
+    assert prune_api._finetune_options(args, tmp_path / "exp").noautoanchor
+
+    monkeypatch.setattr(pipeline, "train", fake_train)
+    with pytest.raises(Captured):
+        pipeline._finetune_stage(tmp_path / "finetune", False, args, str(weights), str(weights))
+
+    monkeypatch.setattr(engine_api, "train", fake_train)
+    args.round_finetune_epochs = 1
+    with pytest.raises(Captured):
+        pagcp._round_finetuner(args, None, tmp_path, torch.device("cpu"))(Model(tiny_config()), 0)
+    assert seen == [True, True]

@@ -635,7 +635,7 @@ def _round_finetuner(args, hyp, save_dir: Path, device):
     def finetune(model, r):
         values = {f.name: getattr(args, f.name) for f in fields(TrainOptions) if hasattr(args, f.name)}
         values.update(epochs=args.round_finetune_epochs, project=str(save_dir / "pagcp_rounds"),
-                      name=f"round{r + 1}", exist_ok=True)
+                      name=f"round{r + 1}", exist_ok=True, noautoanchor=True)
         res = train(TrainOptions(**values), model=model, hyp=hyp)
         weights = res.best if Path(res.best).is_file() else res.last
         return load_model(weights, device)[0].eval()
