@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import statistics
 import time
 from pathlib import Path
 
@@ -17,7 +18,8 @@ from yolocompress.engine.api import train
 from yolocompress.engine.hyp import Hyp
 from yolocompress.engine.options import TrainOptions
 from yolocompress.models.checkpoint import load_model
-from yolocompress.prune.api import prune_command
+from yolocompress.data.dataset import load_data_config
+from yolocompress.prune.api import prune_and_save, prune_command
 from yolocompress.report.stats import checkpoint_size_mb, count_gflops, count_params, measure_latency
 from yolocompress.report.tables import compare_rows, markdown_table
 
@@ -43,14 +45,25 @@ def measure(label: str, weights, data, imgsz: int, device: str, validator) -> di
     return r
 
 
-def remeasure_latency(results: "Results", imgsz: int, nc: int) -> None:
-    """Time every row's model again, one after the other: for a machine that was busy while the rows were made
-    (CPU latency measured beside other jobs is noise; accuracy and sizes are not affected)."""
+def remeasure_latency(results: "Results", imgsz: int, nc: int, rounds: int = 5) -> None:
+    """Time every row's model again: `rounds` passes over all rows, one model after the other, keeping each row's
+    median over the passes. For a machine that was busy while the rows were made (latency measured beside other
+    jobs is noise; accuracy and sizes are not affected); interleaving the rows spreads a slow moment of a shared
+    VM over all of them instead of charging it to one row."""
+    models = {key: load_model(row["weights"], nc=nc)[0] for key, row in results.data["rows"].items()}
+    times = {key: {1: [], 32: []} for key in models}
+    for r in range(rounds):
+        for key, m in models.items():
+            for bs in (1, 32):
+                times[key][bs].append(measure_latency(m, imgsz, bs, "cpu"))
+        LOGGER.info(f"latency pass {r + 1}/{rounds} done")
     for key, row in results.data["rows"].items():
-        m = load_model(row["weights"], nc=nc)[0]
-        row["CPU bs1 (ms)"] = measure_latency(m, imgsz, 1, "cpu")
-        row["CPU bs32 (ms)"] = measure_latency(m, imgsz, 32, "cpu")
-        LOGGER.info(f"latency {key}: {row['CPU bs1 (ms)']:.2f} / {row['CPU bs32 (ms)']:.2f} ms")
+        row["CPU bs1 (ms)"] = statistics.median(times[key][1])
+        row["CPU bs32 (ms)"] = statistics.median(times[key][32])
+        spread = max(times[key][32]) / min(times[key][32])
+        LOGGER.info(f"latency {key}: {row['CPU bs1 (ms)']:.2f} / {row['CPU bs32 (ms)']:.2f} ms "
+                    f"(bs32 max/min over passes {spread:.2f})")
+    results.data["latency_rounds"] = rounds
     results.save()
 
 
@@ -104,13 +117,20 @@ def kd_argv(logit: str | None, feature: str | None, teacher: str = "auto") -> li
 
 def run_prune(weights, method: str, speedup: float, epochs: int, *, data, hyp, imgsz: int, batch: int, device: str,
               workers: int, project, name: str, extra: list[str] = ()) -> dict:
-    """`yolocompress prune ... --exist-ok` as the CLI parses it; returns its summary (with `best`)."""
+    """`yolocompress prune ... --exist-ok` as the CLI parses it; returns its summary (with `best`). With epochs=0
+    only the pruning runs, and `best` is the pruned, not finetuned, model (for architecture and latency tables)."""
     argv = ["prune", "--weights", str(weights), "--data", str(data), "--hyp", str(hyp), "--method", method,
-            "--speedup", str(speedup), "--epochs", str(epochs), "--imgsz", str(imgsz), "--batch-size", str(batch),
-            "--workers", str(workers), "--project", str(project), "--name", name, "--exist-ok", *extra]
+            "--speedup", str(speedup), "--epochs", str(max(epochs, 1)), "--imgsz", str(imgsz),
+            "--batch-size", str(batch), "--workers", str(workers), "--project", str(project), "--name", name,
+            "--exist-ok", *extra]
     if device:
         argv += ["--device", device]
-    return prune_command(build_parser().parse_args(argv))
+    args = build_parser().parse_args(argv)
+    if epochs == 0:
+        save_dir = Path(project) / name
+        prune_and_save(args, load_data_config(data), str(weights), save_dir)
+        return {"best": str(save_dir / "pruned.pt")}
+    return prune_command(args)
 
 
 def run_train(*, data, hyp, epochs: int, imgsz: int, batch: int, device: str, workers: int, project, name: str,
@@ -136,6 +156,8 @@ def add_bench_args(ap: argparse.ArgumentParser, name: str) -> None:
     ap.add_argument("--out", default=None, help="the rows as JSON (default: PROJECT/results.json)")
     ap.add_argument("--latency-only", action="store_true",
                     help="only time every finished row again, one after the other (run on an idle machine)")
+    ap.add_argument("--latency-rounds", type=int, default=5,
+                    help="--latency-only: passes over all rows; each row keeps its median")
 
 
 class Bench:
@@ -162,4 +184,4 @@ class Bench:
         self.results.add(key, measure(label, weights, self.data, a.imgsz, a.device, self.validator), t0)
 
     def remeasure_latency(self) -> None:
-        remeasure_latency(self.results, self.args.imgsz, self.data.nc)
+        remeasure_latency(self.results, self.args.imgsz, self.data.nc, self.args.latency_rounds)

@@ -35,7 +35,7 @@ def run_all(b: Bench):
     a = b.args
     if not b.results.has("baseline"):
         b.add("baseline", "baseline (official yolov5n)", a.weights, time.time())
-    if not b.results.has("control"):
+    if not b.results.has("control") and a.finetune_epochs > 0:  # --finetune-epochs 0: pruned models as pruned
         t0 = time.time()
         res = run_train(weights=a.weights, epochs=a.finetune_epochs, name="control", noautoanchor=True, **b.common)
         b.add("control", f"control: baseline finetuned {a.finetune_epochs} epochs", res.best, t0)
@@ -45,7 +45,8 @@ def run_all(b: Bench):
             method, *flags = m.split("+")  # e.g. lamp+global: LAMP ranking channels across layers
             res = run_prune(a.weights, method, a.speedup, a.finetune_epochs, name=m,
                             extra=[f"--{f}" for f in flags], **b.common)
-            b.add(m, f"{method} {a.speedup}x" + "".join(f" --{f}" for f in flags), res["best"], t0)
+            tuned = "" if a.finetune_epochs else ", not finetuned"
+            b.add(m, f"{method} {a.speedup}x" + "".join(f" --{f}" for f in flags) + tuned, res["best"], t0)
 
 if __name__ == "__main__":
     main()
