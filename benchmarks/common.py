@@ -18,8 +18,7 @@ from yolocompress.engine.api import train
 from yolocompress.engine.hyp import Hyp
 from yolocompress.engine.options import TrainOptions
 from yolocompress.models.checkpoint import load_model
-from yolocompress.data.dataset import load_data_config
-from yolocompress.prune.api import prune_and_save, prune_command
+from yolocompress.prune.api import prune_command
 from yolocompress.report.stats import checkpoint_size_mb, count_gflops, count_params, measure_latency
 from yolocompress.report.tables import compare_rows, markdown_table
 
@@ -120,17 +119,12 @@ def run_prune(weights, method: str, speedup: float, epochs: int, *, data, hyp, i
     """`yolocompress prune ... --exist-ok` as the CLI parses it; returns its summary (with `best`). With epochs=0
     only the pruning runs, and `best` is the pruned, not finetuned, model (for architecture and latency tables)."""
     argv = ["prune", "--weights", str(weights), "--data", str(data), "--hyp", str(hyp), "--method", method,
-            "--speedup", str(speedup), "--epochs", str(max(epochs, 1)), "--imgsz", str(imgsz),
+            "--speedup", str(speedup), "--finetune-epochs", str(epochs), "--imgsz", str(imgsz),
             "--batch-size", str(batch), "--workers", str(workers), "--project", str(project), "--name", name,
             "--exist-ok", *extra]
     if device:
         argv += ["--device", device]
-    args = build_parser().parse_args(argv)
-    if epochs == 0:
-        save_dir = Path(project) / name
-        prune_and_save(args, load_data_config(data), str(weights), save_dir)
-        return {"best": str(save_dir / "pruned.pt")}
-    return prune_command(args)
+    return prune_command(build_parser().parse_args(argv))
 
 
 def run_train(*, data, hyp, epochs: int, imgsz: int, batch: int, device: str, workers: int, project, name: str,

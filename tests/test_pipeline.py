@@ -93,3 +93,11 @@ def test_compress_refuses_other_settings_in_the_same_folder(demo_data, base, tmp
     args.speedup = 3.0
     with pytest.raises(ConfigError, match="speedup"):
         pipeline._check_settings(tmp_path / "c", args)
+
+
+def test_compress_with_finetune_epochs_0_reports_the_pruned_model(demo_data, base, tmp_path):
+    code, result = _run(_argv(demo_data, base, tmp_path, "--finetune-epochs", "0"))
+    assert code == 0
+    root = tmp_path / "c"
+    assert result["best"] == str(root / "2-prune" / "pruned.pt") and not (root / "3-finetune").exists()
+    assert "not finetuned" in (root / "report.md").read_text()

@@ -70,12 +70,15 @@ def compress_command(args) -> dict:
         LOGGER.warning(f"compress: {args.method} works best after sparse training; --sparse-epochs 0 skips it")
 
     pruned = runner.run("2-prune", lambda d, r: _prune_stage(d, args, current, base))["pruned"]
-    result = runner.run("3-finetune", lambda d, r: _finetune_stage(d, r, args, pruned, base), resumable=True)
-    from .prune.api import write_prune_report
+    from .prune.api import finetune_epochs, not_finetuned, write_prune_report
+    if finetune_epochs(args) == 0:  # prune only: the report measures pruned.pt
+        res = not_finetuned(Path(pruned))
+    else:
+        result = runner.run("3-finetune", lambda d, r: _finetune_stage(d, r, args, pruned, base), resumable=True)
+        res = TrainResult(Path(result["save_dir"]), Path(result["best"]), Path(result["last"]), {},
+                          int(result["epochs_done"]))
     meta = read_checkpoint(pruned)["meta"]
     data = load_data_config(args.data)
-    res = TrainResult(Path(result["save_dir"]), Path(result["best"]), Path(result["last"]), {},
-                      int(result["epochs_done"]))
     summary = runner.run("4-report", lambda d, r: write_prune_report(res, meta, save_dir, args, data))
     return summary
 
@@ -90,9 +93,10 @@ def _prune_stage(stage_dir: Path, args, weights: str, base: str) -> dict:
 
 def _finetune_stage(stage_dir: Path, resuming: bool, args, pruned: str, base: str) -> dict:
     from .cli import train_options_from
+    from .prune.api import finetune_epochs
     from .distill.api import distill_callbacks_factory
     opts = train_options_from(args, str(stage_dir.parent))
-    opts.epochs = args.finetune_epochs or args.epochs
+    opts.epochs = finetune_epochs(args)
     opts.project, opts.name, opts.exist_ok = str(stage_dir.parent), stage_dir.name, True
     opts.noautoanchor = True  # a trained head keeps the anchors it learned with (as prune's finetune)
     factory = distill_callbacks_factory(args, default_teacher=base)

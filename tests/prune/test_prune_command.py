@@ -158,3 +158,21 @@ def test_pagcp_is_dispatched_to_its_own_loop(demo, monkeypatch):
     assert seen["args"] is args and seen["hyp"] is hyp and seen["data"] is data
     assert summary["speedup_gflops"] >= 1.5 and summary["pagcp"] == {"rounds": 1}
     assert skipped[0]["module"] == "model.1.conv" and any(r["after"] < r["before"] for r in per_layer)
+
+
+def test_finetune_epochs_0_prunes_and_reports_without_finetuning(demo, run):
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(prune_argv(demo, "--method", "l1", "--finetune-epochs", "0", "--name", "nofinetune", "--json"))
+    assert code == 0
+    res, d = json.loads(out.getvalue().strip().splitlines()[-1]), demo.root / "runs" / "nofinetune"
+    assert res["best"] == str(d / "pruned.pt") and not (d / "weights").exists()
+    assert res["params"] == run.result["params"]  # the same pruning as the finetuned run
+    md = (d / "report.md").read_text()
+    assert "not finetuned" in md and "finetuned 0 epoch(s)" in md
+
+
+def test_negative_finetune_epochs_is_refused_in_one_line(demo, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(prune_argv(demo, "--method", "l1", "--finetune-epochs", "-1"))
+    assert e.value.code == 2 and "--finetune-epochs: must be 0 (prune only, no finetune) or more" in capsys.readouterr().err

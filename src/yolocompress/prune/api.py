@@ -22,6 +22,7 @@ from ..engine.hyp import Hyp
 from ..engine.loss import build_loss
 from ..engine.options import check_imgsz
 from ..engine.rundir import increment_path
+from ..engine.trainer import TrainResult
 from ..engine.validator import Validator
 from ..errors import CheckpointError, ConfigError
 from ..models.checkpoint import load_model, read_checkpoint, save_checkpoint
@@ -90,11 +91,21 @@ def _distill_factory(args, default_teacher):
     return distill_callbacks_factory(args, default_teacher=str(default_teacher))
 
 
+def finetune_epochs(args) -> int:
+    """`--finetune-epochs`, else `--epochs`; 0 means prune and report without finetuning."""
+    return args.epochs if args.finetune_epochs is None else args.finetune_epochs
+
+
+def not_finetuned(pruned: Path) -> TrainResult:
+    """The result of a finetune of 0 epochs: the pruned checkpoint as it is."""
+    return TrainResult(pruned.parent, pruned, pruned, {}, 0)
+
+
 def _finetune_options(args, save_dir: Path):
     from ..cli import train_options_from
     opts = train_options_from(args, "runs/prune")
     # a trained head keeps the anchors it learned with: AutoAnchor is for training from scratch or from weights
-    return dataclasses.replace(opts, epochs=args.finetune_epochs or args.epochs, project=str(save_dir.parent),
+    return dataclasses.replace(opts, epochs=finetune_epochs(args), project=str(save_dir.parent),
                                name=save_dir.name, exist_ok=True, noautoanchor=True)
 
 
@@ -175,6 +186,9 @@ def prune_command(args) -> dict:
 
 
 def _finetune_and_report(args, data, save_dir: Path, model, meta: dict, hyp: Hyp) -> dict:
+    if finetune_epochs(args) == 0:
+        LOGGER.info("prune: --finetune-epochs 0, reporting the pruned model without finetuning")
+        return write_prune_report(not_finetuned(save_dir / "pruned.pt"), meta, save_dir, args, data)
     opts = _finetune_options(args, save_dir)
     LOGGER.info(f"prune: finetuning {opts.epochs} epochs")
     result = train(opts, model=model, hyp=hyp, meta=meta,
@@ -229,7 +243,7 @@ def write_prune_report(result, meta: dict, save_dir: Path, args, data) -> dict:
     imgsz = int(meta.get("imgsz") or check_imgsz(args.imgsz, stride))
     batch = int(meta.get("report_batch") or args.report_batch)
     validator = Validator(data, imgsz, args.batch_size, device, args.workers, stride=stride)
-    label = f"pruned {meta['method']} {meta['speedup']}x, finetuned"
+    label = f"pruned {meta['method']} {meta['speedup']}x, " + ("finetuned" if result.epochs_done else "not finetuned")
     row = measure_row(model.to(device), label, validator=validator, imgsz=imgsz, batch=batch,
                       device=device)
     baseline, summary, skipped, per_layer = meta["baseline"], meta["prune"], meta["skipped"], meta["per_layer"]

@@ -18,6 +18,13 @@ def _ratio(s):
     return v
 
 
+def _epochs(s):
+    v = int(s)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 (prune only, no finetune) or more, got {s}")
+    return v
+
+
 SPARSE_METHODS = ["slim", "group_slim", "group_sl", "group_reg"]
 
 
@@ -38,7 +45,8 @@ def _add_pruning_options(p):
     p.add_argument("--global", dest="global_pruning", action="store_true", help="rank channels across layers")
     p.add_argument("--max-ratio", type=_ratio, default=0.9, help="largest share of one layer's channels to remove")
     p.add_argument("--round-to", type=int, default=None, help="keep channel counts multiples of N (e.g. 8)")
-    p.add_argument("--finetune-epochs", type=int, default=None, help="default: --epochs")
+    p.add_argument("--finetune-epochs", type=_epochs, default=None,
+                   help="default: --epochs; 0 prunes and reports without finetuning")
     p.add_argument("--grad-batches", type=int, default=10, help="training batches for gradient-based importance")
     p.add_argument("--report-batch", type=int, default=32, help="batch size of the report's inference time")
     g = p.add_argument_group("PAGCP")
