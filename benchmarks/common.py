@@ -17,7 +17,7 @@ from yolocompress.distill.api import distill_callbacks_factory
 from yolocompress.engine.api import train
 from yolocompress.engine.hyp import Hyp
 from yolocompress.engine.options import TrainOptions
-from yolocompress.models.checkpoint import load_model
+from yolocompress.models.checkpoint import load_model, read_checkpoint
 from yolocompress.prune.api import prune_command
 from yolocompress.report.stats import checkpoint_size_mb, count_gflops, count_params, measure_latency
 from yolocompress.report.tables import compare_rows, markdown_table
@@ -130,10 +130,16 @@ def run_prune(weights, method: str, speedup: float, epochs: int, *, data, hyp, i
 def run_train(*, data, hyp, epochs: int, imgsz: int, batch: int, device: str, workers: int, project, name: str,
               weights=None, cfg=None, model=None, meta=None, kd: argparse.Namespace | None = None,
               default_teacher=None, noautoanchor: bool = False):
-    """One training run with the engine (optionally distilled); returns the engine's TrainResult."""
+    """One training run with the engine (optionally distilled); returns the engine's TrainResult. A run of the same
+    name that was interrupted (its last.pt holds training state short of `epochs`) is resumed, not restarted."""
     opts = TrainOptions(data=str(data), epochs=epochs, batch_size=batch, imgsz=imgsz, device=device, workers=workers,
                         project=str(project), name=name, exist_ok=True, noautoanchor=noautoanchor)
     factory = distill_callbacks_factory(kd, default_teacher=default_teacher) if kd is not None else None
+    last = Path(project) / name / "weights" / "last.pt"
+    state = read_checkpoint(last).get("train_state") if last.is_file() else None
+    if state and state["epoch"] + 1 < epochs:
+        LOGGER.info(f"{last}: resuming an interrupted benchmark run")
+        return train(opts, resume=str(last), callbacks_factory=factory)
     return train(opts, weights=None if weights is None else str(weights), cfg=cfg, model=model, meta=meta,
                  hyp=Hyp.load(hyp), callbacks_factory=factory)
 
