@@ -115,25 +115,25 @@ def kd_argv(logit: str | None, feature: str | None, teacher: str = "auto") -> li
 
 
 def run_prune(weights, method: str, speedup: float, epochs: int, *, data, hyp, imgsz: int, batch: int, device: str,
-              workers: int, project, name: str, extra: list[str] = ()) -> dict:
+              workers: int, project, name: str, seed: int = 0, extra: list[str] = ()) -> dict:
     """`yolocompress prune ... --exist-ok` as the CLI parses it; returns its summary (with `best`). With epochs=0
     only the pruning runs, and `best` is the pruned, not finetuned, model (for architecture and latency tables)."""
     argv = ["prune", "--weights", str(weights), "--data", str(data), "--hyp", str(hyp), "--method", method,
             "--speedup", str(speedup), "--finetune-epochs", str(epochs), "--imgsz", str(imgsz),
             "--batch-size", str(batch), "--workers", str(workers), "--project", str(project), "--name", name,
-            "--exist-ok", *extra]
+            "--seed", str(seed), "--exist-ok", *extra]
     if device:
         argv += ["--device", device]
     return prune_command(build_parser().parse_args(argv))
 
 
 def run_train(*, data, hyp, epochs: int, imgsz: int, batch: int, device: str, workers: int, project, name: str,
-              weights=None, cfg=None, model=None, meta=None, kd: argparse.Namespace | None = None,
+              seed: int = 0, weights=None, cfg=None, model=None, meta=None, kd: argparse.Namespace | None = None,
               default_teacher=None, noautoanchor: bool = False):
     """One training run with the engine (optionally distilled); returns the engine's TrainResult. A run of the same
     name that was interrupted (its last.pt holds training state short of `epochs`) is resumed, not restarted."""
     opts = TrainOptions(data=str(data), epochs=epochs, batch_size=batch, imgsz=imgsz, device=device, workers=workers,
-                        project=str(project), name=name, exist_ok=True, noautoanchor=noautoanchor)
+                        project=str(project), name=name, exist_ok=True, noautoanchor=noautoanchor, seed=seed)
     factory = distill_callbacks_factory(kd, default_teacher=default_teacher) if kd is not None else None
     last = Path(project) / name / "weights" / "last.pt"
     state = read_checkpoint(last).get("train_state") if last.is_file() else None
@@ -152,6 +152,7 @@ def add_bench_args(ap: argparse.ArgumentParser, name: str) -> None:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--device", default="")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0, help="training seed of every run (repeat with others to see the noise)")
     ap.add_argument("--project", default=f"runs/{name}")
     ap.add_argument("--out", default=None, help="the rows as JSON (default: PROJECT/results.json)")
     ap.add_argument("--latency-only", action="store_true",
@@ -176,7 +177,7 @@ class Bench:
         self.validator = Validator(self.data, a.imgsz, 32, a.device, a.workers)
         self.results = Results(a.out, a)
         self.common = dict(data=a.data, hyp=a.hyp, imgsz=a.imgsz, batch=a.batch_size, device=a.device,
-                           workers=a.workers, project=a.project)
+                           workers=a.workers, project=a.project, seed=a.seed)
 
     def add(self, key: str, label: str, weights, t0: float) -> None:
         """Measure `weights` and keep the row under `key`."""
