@@ -1,6 +1,7 @@
 """Compare every pruning method on one baseline each of yolov5n and yolov7-tiny trained on ../shared/bench/.
 
-For each baseline: every method and PAGCP at 2.0x, with and without distillation from the unpruned model
+For each baseline: a control row (the baseline finetuned with the same recipe, so that gains from the extra epochs
+are not credited to pruning), every method and PAGCP at 2.0x, with and without distillation from the unpruned model
 (`--teacher auto --kd-logit l2` by default), one finetune recipe for all; then the five best at 2.0x (by mAP50-95
 without distillation) again at 3.0x and 4.0x, with and without distillation; then `yolocompress bench` over the
 baseline and every result (GPU batch 32 FP16 when a GPU is present, else CPU batch 32), which writes its table and
@@ -67,12 +68,9 @@ def import_prune_bench(results, path, a):
     if not all(same.values()) or other["args"].get("speedup") != a.speedups[0]:
         raise SystemExit(f"{path}: another recipe ({', '.join(k for k, v in same.items() if not v) or 'speedup'})")
     for key, row in other["rows"].items():
-        new = "v5n/baseline" if key == "baseline" else f"v5n/{key}/{a.speedups[0]}x"
-        if key != "control" and not results.has(new):
-            weights = row.get("weights") or (other["args"]["weights"] if key == "baseline"
-                                             else f"{other['args']['project']}/{key}/weights/best.pt")
-            results.data["rows"][new] = {**row, "weights": weights, "Model": f"v5n {key} {a.speedups[0]}x"
-                                         if key != "baseline" else "v5n baseline"}
+        new = f"v5n/{key}" if key in ("baseline", "control") else f"v5n/{key}/{a.speedups[0]}x"
+        if not results.has(new):
+            results.data["rows"][new] = {**row, "Model": f"v5n {row['Model']}"}
             results.data["minutes"][new] = other["minutes"].get(key)
     results.save()
 
@@ -90,6 +88,11 @@ def run_all(b: Bench):
                 weights = run_train(cfg="yolov7-tiny.yaml", epochs=a.v7_epochs, name="v7t-baseline", **common).best
             b.add(key, f"{model} baseline", weights, t0)
         base = results.row(key)["weights"]
+        if not results.has(f"{model}/control"):  # extra epochs alone: what pruning must not be credited with
+            t0 = time.time()
+            res = run_train(weights=base, epochs=a.finetune_epochs, name=f"{model}-control", noautoanchor=True,
+                            **common)
+            b.add(f"{model}/control", f"{model} control: baseline finetuned {a.finetune_epochs} epochs", res.best, t0)
 
         def prune(method, speedup, kd):
             k = f"{model}/{method}/{speedup}x" + ("/kd" if kd else "")
