@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import statistics
 import time
 from pathlib import Path
 
@@ -19,7 +18,8 @@ from yolocompress.engine.hyp import Hyp
 from yolocompress.engine.options import TrainOptions
 from yolocompress.models.checkpoint import load_model, read_checkpoint
 from yolocompress.prune.api import prune_command
-from yolocompress.report.stats import checkpoint_size_mb, count_gflops, count_params, measure_latency
+from yolocompress.report.stats import (checkpoint_size_mb, count_gflops, count_params, interleaved_latency,
+                                       measure_latency)
 from yolocompress.report.tables import compare_rows, markdown_table
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,23 +45,16 @@ def measure(label: str, weights, data, imgsz: int, device: str, validator) -> di
 
 
 def remeasure_latency(results: "Results", imgsz: int, nc: int, rounds: int = 5) -> None:
-    """Time every row's model again: `rounds` passes over all rows, one model after the other, keeping each row's
-    median over the passes. For a machine that was busy while the rows were made (latency measured beside other
-    jobs is noise; accuracy and sizes are not affected); interleaving the rows spreads a slow moment of a shared
-    VM over all of them instead of charging it to one row."""
-    models = {key: load_model(row["weights"], nc=nc)[0] for key, row in results.data["rows"].items()}
-    times = {key: {1: [], 32: []} for key in models}
-    for r in range(rounds):
-        for key, m in models.items():
-            for bs in (1, 32):
-                times[key][bs].append(measure_latency(m, imgsz, bs, "cpu"))
-        LOGGER.info(f"latency pass {r + 1}/{rounds} done")
-    for key, row in results.data["rows"].items():
-        row["CPU bs1 (ms)"] = statistics.median(times[key][1])
-        row["CPU bs32 (ms)"] = statistics.median(times[key][32])
-        spread = max(times[key][32]) / min(times[key][32])
-        LOGGER.info(f"latency {key}: {row['CPU bs1 (ms)']:.2f} / {row['CPU bs32 (ms)']:.2f} ms "
-                    f"(bs32 max/min over passes {spread:.2f})")
+    """Time every row's model again, in `rounds` interleaved passes (report.stats.interleaved_latency): for a
+    machine that was busy while the rows were made (latency measured beside other jobs is noise; accuracy and
+    sizes are not affected)."""
+    rows = results.data["rows"]
+    models = [load_model(row["weights"], nc=nc)[0] for row in rows.values()]
+    for bs in (1, 32):
+        for row, t in zip(rows.values(), interleaved_latency(models, imgsz, bs, "cpu", rounds=rounds)):
+            row[f"CPU bs{bs} (ms)"] = t
+    for key, row in rows.items():
+        LOGGER.info(f"latency {key}: {row['CPU bs1 (ms)']:.2f} / {row['CPU bs32 (ms)']:.2f} ms")
     results.data["latency_rounds"] = rounds
     results.save()
 

@@ -56,3 +56,25 @@ def test_model_size_is_comparable_across_file_formats(tmp_path):
     assert size == ours.stat().st_size / 1e6
     assert size > 1.8 * official.stat().st_size / 1e6  # FP32 vs the file's FP16
     assert abs(size - 4 * count_params(m) / 1e6) < 0.05 * size
+
+
+def test_interleaved_latency_times_models_in_turn_and_keeps_medians(monkeypatch):
+    """A machine that slows down over time must not make the model timed last look slow."""
+    from yolocompress.report import stats
+    calls = []
+
+    def fake(model, imgsz, batch_size, device, half=False):
+        calls.append(model)
+        return float(len(calls))  # every call is slower than the one before: a drifting machine
+
+    monkeypatch.setattr(stats, "measure_latency", fake)
+    times = stats.interleaved_latency(["a", "b"], 64, 2, "cpu", rounds=3)
+    assert calls == ["a", "b", "a", "b", "a", "b"]
+    assert times == [3.0, 4.0]  # medians of (1, 3, 5) and (2, 4, 6): one step apart, not three
+
+
+def test_bench_refuses_zero_latency_rounds(capsys):
+    import pytest
+    with pytest.raises(SystemExit) as e:
+        main(["bench", "--weights", "a.pt", "--data", "d.yaml", "--latency-rounds", "0"])
+    assert e.value.code == 2 and "--latency-rounds: must be a positive integer" in capsys.readouterr().err

@@ -98,6 +98,7 @@ def add_compress_parser(sub, add_train, add_distill, add_common, func):
 
 
 def add_bench_parser(sub, add_common, func):
+    from ..cli import _positive_int
     p = sub.add_parser("bench", help="validate and time several models the same way, side by side")
     p.add_argument("--weights", nargs="+", required=True)
     p.add_argument("--data", required=True)
@@ -105,6 +106,8 @@ def add_bench_parser(sub, add_common, func):
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--device", default="")
     p.add_argument("--half", action="store_true", help="FP16 latency (CUDA only)")
+    p.add_argument("--latency-rounds", type=_positive_int, default=3,
+                   help="interleaved timing passes over all models; each model keeps its median")
     p.add_argument("--workers", type=int, default=8)
     p.add_argument("--project", default="runs/bench")
     p.add_argument("--name", default="exp")

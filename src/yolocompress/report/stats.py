@@ -84,6 +84,20 @@ def measure_latency(model: nn.Module, imgsz: int = 640, batch_size: int = 1, dev
     return statistics.median(times)
 
 
+def interleaved_latency(models: list, imgsz: int, batch_size: int, device="cpu", half: bool = False,
+                        rounds: int = 3) -> list[float]:
+    """Median ms per batch of each model over `rounds` passes that time the models one after the other.
+
+    On a shared or throttling machine, speed drifts over seconds; timing model A fully and then model B charges
+    that drift to one of them. Interleaving spreads it over all models, so their ratios stay meaningful.
+    """
+    times = [[] for _ in models]
+    for _ in range(max(1, rounds)):
+        for i, m in enumerate(models):
+            times[i].append(measure_latency(m, imgsz, batch_size, device, half=half))
+    return [statistics.median(t) for t in times]
+
+
 def model_summary(model: nn.Module, imgsz: int = 640) -> dict:
     """Params and GFLOPs of the model as it is and after fusing (on a copy)."""
     fused = copy.deepcopy(model).eval()
@@ -103,11 +117,18 @@ def checkpoint_size_mb(model: nn.Module) -> float:
 
 
 def measure_row(model: nn.Module, label: str, *, validator, imgsz: int, batch: int, device,
-                half: bool = False) -> dict:
+                half: bool = False, time_it: bool = True) -> dict:
     """One report row (prune, compress and bench reports): parameters, GFLOPs, checkpoint size, mAP and
-    inference time, each measured by the one function for it."""
+    inference time, each measured by the one function for it (`time_it=False`: the caller times the models
+    together with `interleaved_latency` and adds the column)."""
     metrics = validator.run(model)
-    return {"Model": label, "Parameters": count_params(model), "GFLOPs": count_gflops(model, imgsz),
-            "Model Size": checkpoint_size_mb(model), "mAP50": float(metrics["mAP50"]),
-            "mAP50-95": float(metrics["mAP50-95"]),
-            f"Inference Time (bs {batch})": measure_latency(model, imgsz, batch, device, half=half)}
+    row = {"Model": label, "Parameters": count_params(model), "GFLOPs": count_gflops(model, imgsz),
+           "Model Size": checkpoint_size_mb(model), "mAP50": float(metrics["mAP50"]),
+           "mAP50-95": float(metrics["mAP50-95"])}
+    if time_it:
+        row[latency_key(batch)] = measure_latency(model, imgsz, batch, device, half=half)
+    return row
+
+
+def latency_key(batch: int) -> str:
+    return f"Inference Time (bs {batch})"
