@@ -108,7 +108,9 @@ def test_resume_continues_an_interrupted_finetune(run, demo, tmp_path):
     res = api.prune_command(args)
     assert res["save_dir"] == str(d) and JSON_KEYS <= set(res)
     assert res["speedup_gflops"] == pytest.approx(run.result["speedup_gflops"])
-    assert res["baseline"] == run.result["baseline"]
+    timed = "Inference Time (bs 2)"  # re-timed beside the pruned model in every report
+    assert {k: v for k, v in res["baseline"].items() if k != timed} == \
+        {k: v for k, v in run.result["baseline"].items() if k != timed}
     assert len((d / "results.csv").read_text().strip().splitlines()) == 3  # header + 2 epochs
     assert (d / "report.md").is_file()
 
@@ -176,3 +178,20 @@ def test_negative_finetune_epochs_is_refused_in_one_line(demo, capsys):
     with pytest.raises(SystemExit) as e:
         main(prune_argv(demo, "--method", "l1", "--finetune-epochs", "-1"))
     assert e.value.code == 2 and "--finetune-epochs: must be 0 (prune only, no finetune) or more" in capsys.readouterr().err
+
+
+def test_report_times_baseline_and_pruned_model_together(run, demo, monkeypatch):
+    assert "both models timed together in 3 interleaved passes" in (run.save_dir / "report.md").read_text()
+    pruned, ckpt = load_model(run.save_dir / "pruned.pt")
+    meta, key = ckpt["meta"], "Inference Time (bs 2)"
+    calls = []
+    monkeypatch.setattr(api, "interleaved_latency", lambda models, *a, **k: calls.append(models) or [2.0, 1.0])
+    monkeypatch.setattr(api, "measure_latency", lambda *a, **k: 7.0)
+    row = {}
+    base, how = api._time_side_by_side(meta, row, pruned, 10, IMGSZ, 2, "cpu")
+    assert base[key] == 2.0 and row[key] == 1.0 and len(calls[0]) == 2 and calls[0][1] is pruned
+    assert base["mAP50-95"] == meta["baseline"]["mAP50-95"]
+    row = {}
+    base, how = api._time_side_by_side({**meta, "baseline_weights": str(demo.root / "gone.pt")}, row, pruned, 10,
+                                       IMGSZ, 2, "cpu")
+    assert base == meta["baseline"] and row[key] == 7.0 and "baseline timed before pruning" in how

@@ -24,11 +24,12 @@ from ..engine.options import check_imgsz
 from ..engine.rundir import increment_path
 from ..engine.trainer import TrainResult
 from ..engine.validator import Validator
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError, ConfigError, YoloCompressError
 from ..models.checkpoint import load_model, read_checkpoint, save_checkpoint
 from ..models.registry import load_user_modules
 from ..report.plots import plot_channels
-from ..report.stats import count_gflops, count_params, measure_latency, measure_row
+from ..report.stats import (count_gflops, count_params, interleaved_latency, latency_key, measure_latency,
+                            measure_row)
 from ..report.tables import write_report
 from .methods import METHODS, accumulate_gradients, get_method
 from .speedup import conv_channels, per_layer_table, prune_to_target
@@ -166,7 +167,8 @@ def prune_and_save(args, data, weights, save_dir: Path, baseline_weights=None) -
     model.zero_grad(set_to_none=True)
     meta = {"pruned": True, "method": args.method, "speedup": args.speedup, "speedup_metric": args.speedup_metric,
             "source_weights": str(weights), "prune": summary, "skipped": skipped, "per_layer": per_layer,
-            "baseline": baseline, "report_batch": args.report_batch, "imgsz": imgsz,
+            "baseline": baseline, "baseline_weights": str(baseline_weights or weights),
+            "report_batch": args.report_batch, "imgsz": imgsz,
             "latency_setting": f"{args.latency_device}, batch {args.latency_batch}"}
     LOGGER.info(f"prune: saved {save_checkpoint(save_dir / 'pruned.pt', model, meta=meta)}")
     return model, meta, hyp
@@ -235,6 +237,23 @@ def _resume(args, data) -> dict:
 
 
 # ---- report -----------------------------------------------------------------------------------------------
+def _time_side_by_side(meta: dict, row: dict, model, nc: int, imgsz: int, batch: int, device) -> tuple[dict, str]:
+    """(baseline row, how it was timed): the baseline and the pruned model timed together in interleaved passes,
+    so that the machine's speed drift between pruning and the end of the finetune (hours, on a shared machine)
+    does not enter the latency ratio. Falls back to the baseline's time from before pruning when its weights
+    are gone."""
+    key = latency_key(batch)
+    try:
+        base_model = load_model(meta["baseline_weights"], device, nc=nc)[0]
+    except (KeyError, OSError, YoloCompressError) as e:
+        row[key] = measure_latency(model, imgsz, batch, device)
+        why = "not recorded" if isinstance(e, KeyError) else f"not loadable: {e}"
+        return meta["baseline"], f"baseline timed before pruning (its weights are {why})"
+    times = interleaved_latency([base_model, model], imgsz, batch, device)
+    row[key] = times[1]
+    return {**meta["baseline"], key: times[0]}, "both models timed together in 3 interleaved passes"
+
+
 def write_prune_report(result, meta: dict, save_dir: Path, args, data) -> dict:
     weights = Path(result.best) if Path(result.best).is_file() else Path(result.last)
     model, _ = load_model(weights, nc=data.nc)
@@ -245,8 +264,9 @@ def write_prune_report(result, meta: dict, save_dir: Path, args, data) -> dict:
     validator = Validator(data, imgsz, args.batch_size, device, args.workers, stride=stride)
     label = f"pruned {meta['method']} {meta['speedup']}x, " + ("finetuned" if result.epochs_done else "not finetuned")
     row = measure_row(model.to(device), label, validator=validator, imgsz=imgsz, batch=batch,
-                      device=device)
-    baseline, summary, skipped, per_layer = meta["baseline"], meta["prune"], meta["skipped"], meta["per_layer"]
+                      device=device, time_it=False)
+    baseline, timing = _time_side_by_side(meta, row, model, data.nc, imgsz, batch, device)
+    summary, skipped, per_layer = meta["prune"], meta["skipped"], meta["per_layer"]
     lat_setting = meta.get("latency_setting") or f"{args.latency_device}, batch {args.latency_batch}"
     steps = f" after {summary['steps']} steps" if summary.get("steps") else ""
     notes = [f"GFLOPs ratio {summary['speedup_gflops']:.3f}x; target {meta['speedup']}x by {meta['speedup_metric']}: "
@@ -255,7 +275,8 @@ def write_prune_report(result, meta: dict, save_dir: Path, args, data) -> dict:
              f"{summary['latency_after']:.2f} ms at {lat_setting}, imgsz {imgsz})",
              f"{len(skipped)} group(s) skipped (listed below)",
              f"finetuned {result.epochs_done} epoch(s); mAP of {weights.name} on the val split; Model Size = "
-             f"checkpoint file (weights in our format); Inference Time = median ms per batch of {batch} on {device}"]
+             f"checkpoint file (weights in our format); Inference Time = median ms per batch of {batch} on {device}, "
+             f"{timing}"]
     paths = write_report([baseline, row], save_dir, title=f"Pruning report: {meta['method']} {meta['speedup']}x",
                          notes=notes, sections=[("Skipped", skipped), ("Channels per layer", per_layer)],
                          extra={"prune": summary})
