@@ -56,7 +56,8 @@ def main():
         if not a.no_bench and not a.latency_only:
             bench_command(argparse.Namespace(
                 weights=[r["weights"] for r in rows], data=a.data, imgsz=a.imgsz, batch_size=32, device=a.device,
-                half=b.validator.device.type == "cuda", workers=a.workers, project=str(Path(a.project) / "bench"),
+                half=b.validator.device.type == "cuda", workers=a.workers, latency_rounds=a.latency_rounds,
+                project=str(Path(a.project) / "bench"),
                 name=model, exist_ok=True, modules=[]))
 
 

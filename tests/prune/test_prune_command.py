@@ -187,11 +187,9 @@ def test_report_times_baseline_and_pruned_model_together(run, demo, monkeypatch)
     calls = []
     monkeypatch.setattr(api, "interleaved_latency", lambda models, *a, **k: calls.append(models) or [2.0, 1.0])
     monkeypatch.setattr(api, "measure_latency", lambda *a, **k: 7.0)
-    row = {}
-    base, how = api._time_side_by_side(meta, row, pruned, 10, IMGSZ, 2, "cpu")
-    assert base[key] == 2.0 and row[key] == 1.0 and len(calls[0]) == 2 and calls[0][1] is pruned
-    assert base["mAP50-95"] == meta["baseline"]["mAP50-95"]
-    row = {}
-    base, how = api._time_side_by_side({**meta, "baseline_weights": str(demo.root / "gone.pt")}, row, pruned, 10,
-                                       IMGSZ, 2, "cpu")
-    assert base == meta["baseline"] and row[key] == 7.0 and "baseline timed before pruning" in how
+    base_ms, pruned_ms, how = api._time_side_by_side(meta, pruned, 10, IMGSZ, 2, "cpu")
+    assert base_ms == 2.0 and pruned_ms == 1.0 and len(calls[0]) == 2 and calls[0][1] is pruned
+    assert calls[0][0] is not pruned and "3 interleaved passes" in how
+    base_ms, pruned_ms, how = api._time_side_by_side({**meta, "baseline_weights": str(demo.root / "gone.pt")},
+                                                     pruned, 10, IMGSZ, 2, "cpu")
+    assert base_ms == meta["baseline"][key] and pruned_ms == 7.0 and "baseline timed before pruning" in how

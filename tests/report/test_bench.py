@@ -61,14 +61,16 @@ def test_model_size_is_comparable_across_file_formats(tmp_path):
 def test_interleaved_latency_times_models_in_turn_and_keeps_medians(monkeypatch):
     """A machine that slows down over time must not make the model timed last look slow."""
     from yolocompress.report import stats
-    calls = []
+    calls, copied = [], []
 
-    def fake(model, imgsz, batch_size, device, half=False):
+    def fake(model, x, warmup=3, repeats=10):
         calls.append(model)
         return float(len(calls))  # every call is slower than the one before: a drifting machine
 
-    monkeypatch.setattr(stats, "measure_latency", fake)
+    monkeypatch.setattr(stats, "_timing_copy", lambda m, *a: copied.append(m) or (m, None))
+    monkeypatch.setattr(stats, "_time_runs", fake)
     times = stats.interleaved_latency(["a", "b"], 64, 2, "cpu", rounds=3)
+    assert copied == ["a", "b"]  # each model copied to the device once, not once per pass
     assert calls == ["a", "b", "a", "b", "a", "b"]
     assert times == [3.0, 4.0]  # medians of (1, 3, 5) and (2, 4, 6): one step apart, not three
 

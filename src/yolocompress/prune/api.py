@@ -28,8 +28,8 @@ from ..errors import CheckpointError, ConfigError, YoloCompressError
 from ..models.checkpoint import load_model, read_checkpoint, save_checkpoint
 from ..models.registry import load_user_modules
 from ..report.plots import plot_channels
-from ..report.stats import (count_gflops, count_params, interleaved_latency, latency_key, measure_latency,
-                            measure_row)
+from ..report.stats import (DEFAULT_LATENCY_ROUNDS, count_gflops, count_params, interleaved_latency, latency_key,
+                            measure_latency, measure_row)
 from ..report.tables import write_report
 from .methods import METHODS, accumulate_gradients, get_method
 from .speedup import conv_channels, per_layer_table, prune_to_target
@@ -237,21 +237,18 @@ def _resume(args, data) -> dict:
 
 
 # ---- report -----------------------------------------------------------------------------------------------
-def _time_side_by_side(meta: dict, row: dict, model, nc: int, imgsz: int, batch: int, device) -> tuple[dict, str]:
-    """(baseline row, how it was timed): the baseline and the pruned model timed together in interleaved passes,
-    so that the machine's speed drift between pruning and the end of the finetune (hours, on a shared machine)
-    does not enter the latency ratio. Falls back to the baseline's time from before pruning when its weights
-    are gone."""
-    key = latency_key(batch)
+def _time_side_by_side(meta: dict, model, nc: int, imgsz: int, batch: int, device) -> tuple[float, float, str]:
+    """(baseline ms, pruned ms, how they were timed): both models timed together in interleaved passes, so that
+    the machine's speed drift between pruning and the end of the finetune (hours, on a shared machine) does not
+    enter the latency ratio. Falls back to the baseline's time from before pruning when its weights are gone."""
     try:
         base_model = load_model(meta["baseline_weights"], device, nc=nc)[0]
     except (KeyError, OSError, YoloCompressError) as e:
-        row[key] = measure_latency(model, imgsz, batch, device)
         why = "not recorded" if isinstance(e, KeyError) else f"not loadable: {e}"
-        return meta["baseline"], f"baseline timed before pruning (its weights are {why})"
-    times = interleaved_latency([base_model, model], imgsz, batch, device)
-    row[key] = times[1]
-    return {**meta["baseline"], key: times[0]}, "both models timed together in 3 interleaved passes"
+        return (meta["baseline"][latency_key(batch)], measure_latency(model, imgsz, batch, device),
+                f"baseline timed before pruning (its weights are {why})")
+    base_ms, pruned_ms = interleaved_latency([base_model, model], imgsz, batch, device)
+    return base_ms, pruned_ms, f"both models timed together in {DEFAULT_LATENCY_ROUNDS} interleaved passes"
 
 
 def write_prune_report(result, meta: dict, save_dir: Path, args, data) -> dict:
@@ -265,7 +262,9 @@ def write_prune_report(result, meta: dict, save_dir: Path, args, data) -> dict:
     label = f"pruned {meta['method']} {meta['speedup']}x, " + ("finetuned" if result.epochs_done else "not finetuned")
     row = measure_row(model.to(device), label, validator=validator, imgsz=imgsz, batch=batch,
                       device=device, time_it=False)
-    baseline, timing = _time_side_by_side(meta, row, model, data.nc, imgsz, batch, device)
+    time_key = latency_key(batch)
+    base_ms, row[time_key], timing = _time_side_by_side(meta, model, data.nc, imgsz, batch, device)
+    baseline = {**meta["baseline"], time_key: base_ms}
     summary, skipped, per_layer = meta["prune"], meta["skipped"], meta["per_layer"]
     lat_setting = meta.get("latency_setting") or f"{args.latency_device}, batch {args.latency_batch}"
     steps = f" after {summary['steps']} steps" if summary.get("steps") else ""
@@ -286,7 +285,6 @@ def write_prune_report(result, meta: dict, save_dir: Path, args, data) -> dict:
         LOGGER.warning(f"channels.png not written: {e}")
     print(paths["md"].read_text())
     print(f"results saved to {save_dir}")
-    time_key = f"Inference Time (bs {batch})"
     return {"save_dir": str(save_dir), "pruned": str(save_dir / "pruned.pt"), "best": str(weights),
             "method": meta["method"], "speedup_target": meta["speedup"], "reached": summary["reached"],
             "steps": summary.get("steps"), "params": row["Parameters"], "gflops": row["GFLOPs"],

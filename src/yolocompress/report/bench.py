@@ -13,7 +13,7 @@ from ..engine.validator import Validator
 from ..models.checkpoint import load_model
 from ..models.registry import load_user_modules
 from .plots import plot_tradeoff
-from .stats import interleaved_latency, latency_key, measure_row
+from .stats import DEFAULT_LATENCY_ROUNDS, interleaved_latency, latency_key, measure_row
 from .tables import markdown_table, compare_rows, write_report
 
 LOGGER = logging.getLogger("yolocompress")
@@ -21,7 +21,7 @@ LOGGER = logging.getLogger("yolocompress")
 
 def bench_models(weights: list, data: str, imgsz: int = 640, batch_size: int = 32, device: str = "",
                  half: bool = False, workers: int = 8, labels: list | None = None,
-                 latency_rounds: int = 3) -> tuple[list[dict], str]:
+                 latency_rounds: int = DEFAULT_LATENCY_ROUNDS) -> tuple[list[dict], str]:
     """Rows of the comparison table (first model = reference) and the device they were timed on. Accuracy first,
     model by model; then the latency of all models in `latency_rounds` interleaved passes (median per model)."""
     d = load_data_config(data)
@@ -47,7 +47,7 @@ def bench_models(weights: list, data: str, imgsz: int = 640, batch_size: int = 3
 
 def bench_command(args) -> dict:
     load_user_modules(args.modules)
-    rounds = getattr(args, "latency_rounds", 3)
+    rounds = args.latency_rounds
     rows, device = bench_models(args.weights, args.data, args.imgsz, args.batch_size, args.device, args.half,
                                 args.workers, latency_rounds=rounds)
     save_dir = increment_path(Path(args.project) / args.name, args.exist_ok)

@@ -60,16 +60,28 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return select_device(device)
 
 
-@torch.no_grad()
+DEFAULT_LATENCY_ROUNDS = 3  # interleaved passes of `bench` and of the pruning report
+
+
+def _timing_copy(model: nn.Module, imgsz: int, batch_size: int, device, half: bool):
+    """(eval copy of the model on the device, input batch): the caller's model is never moved or cast."""
+    dev = resolve_device(device)
+    m = copy.deepcopy(model).to(dev).eval()
+    x = torch.rand(batch_size, 3, imgsz, imgsz, device=dev)
+    if half and dev.type == "cuda":
+        m, x = m.half(), x.half()
+    return m, x
+
+
 def measure_latency(model: nn.Module, imgsz: int = 640, batch_size: int = 1, device="cpu", half: bool = False,
                     warmup: int = 3, repeats: int = 10) -> float:
     """Median milliseconds per batch: warm-up runs first, CUDA synchronised around each timed run."""
-    dev = resolve_device(device)
-    m = copy.deepcopy(model).to(dev).eval()
-    half = half and dev.type == "cuda"
-    x = torch.rand(batch_size, 3, imgsz, imgsz, device=dev)
-    if half:
-        m, x = m.half(), x.half()
+    return _time_runs(*_timing_copy(model, imgsz, batch_size, device, half), warmup, repeats)
+
+
+@torch.no_grad()
+def _time_runs(m: nn.Module, x: torch.Tensor, warmup: int = 3, repeats: int = 10) -> float:
+    dev = x.device
     for _ in range(warmup):
         m(x)
     times = []
@@ -85,16 +97,17 @@ def measure_latency(model: nn.Module, imgsz: int = 640, batch_size: int = 1, dev
 
 
 def interleaved_latency(models: list, imgsz: int, batch_size: int, device="cpu", half: bool = False,
-                        rounds: int = 3) -> list[float]:
+                        rounds: int = DEFAULT_LATENCY_ROUNDS) -> list[float]:
     """Median ms per batch of each model over `rounds` passes that time the models one after the other.
 
     On a shared or throttling machine, speed drifts over seconds; timing model A fully and then model B charges
     that drift to one of them. Interleaving spreads it over all models, so their ratios stay meaningful.
     """
+    copies = [_timing_copy(m, imgsz, batch_size, device, half) for m in models]  # once, not once per pass
     times = [[] for _ in models]
     for _ in range(max(1, rounds)):
-        for i, m in enumerate(models):
-            times[i].append(measure_latency(m, imgsz, batch_size, device, half=half))
+        for i, (m, x) in enumerate(copies):
+            times[i].append(_time_runs(m, x))
     return [statistics.median(t) for t in times]
 
 
