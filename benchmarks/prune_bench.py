@@ -4,13 +4,16 @@ finetuned with the same recipe, so that gains from extra epochs are not credited
 (CPU latency at batch 1 and 32, GPU batch 32 FP16 when a GPU is present) as markdown to stdout and JSON to
 --out, row by row: a rerun after an interruption skips the rows already measured.
 
-usage: python benchmarks/prune_bench.py [--methods l1 lamp lamp+global ...] [--finetune-epochs 10] [--device cpu]
+usage: python benchmarks/prune_bench.py [--methods l1 lamp lamp+global ...] [--finetune-epochs 10] [--kd l1]
+       [--device cpu]
+--kd LOSS makes the recipe distil every finetune from the unpruned baseline with that logit loss (the control
+too, from itself, so that the control still differs from the pruned rows only by the pruning).
 On a 2-core CPU this is a long background job (about 20 s per finetune epoch per method on this data).
 """
 import argparse
 import time
 
-from common import FIXTURE, Bench, add_bench_args, run_prune, run_train, table
+from common import FIXTURE, Bench, add_bench_args, kd_argv, kd_flags, run_prune, run_train, table
 from yolocompress.prune.methods import METHODS
 
 
@@ -21,6 +24,8 @@ def main():
                     help="method names; NAME+FLAG adds --FLAG to its prune command (e.g. lamp+global)")
     ap.add_argument("--speedup", type=float, default=2.0)
     ap.add_argument("--finetune-epochs", type=int, default=10)
+    ap.add_argument("--kd", default="none", choices=["none", "l1", "l2", "ast"],
+                    help="logit distillation from the baseline in every finetune, control included (default none)")
     add_bench_args(ap, "prune-bench")
     b = Bench(ap.parse_args())
     a = b.args
@@ -37,16 +42,24 @@ def run_all(b: Bench):
         b.add("baseline", "baseline (official yolov5n)", a.weights, time.time())
     if not b.results.has("control") and a.finetune_epochs > 0:  # --finetune-epochs 0: pruned models as pruned
         t0 = time.time()
-        res = run_train(weights=a.weights, epochs=a.finetune_epochs, name="control", noautoanchor=True, **b.common)
-        b.add("control", f"control: baseline finetuned {a.finetune_epochs} epochs", res.best, t0)
+        kd = kd_flags(a.kd, teacher=a.weights, imgsz=a.imgsz) if a.kd != "none" else None
+        res = run_train(weights=a.weights, epochs=a.finetune_epochs, name="control", noautoanchor=True, kd=kd,
+                        **b.common)
+        b.add("control", f"control: baseline finetuned {a.finetune_epochs} epochs{_kd_label(a)}", res.best, t0)
     for m in a.methods:
         if not b.results.has(m):
             t0 = time.time()
             method, *flags = m.split("+")  # e.g. lamp+global: LAMP ranking channels across layers
+            kd = kd_argv(a.kd, None) if a.kd != "none" and a.finetune_epochs else []
             res = run_prune(a.weights, method, a.speedup, a.finetune_epochs, name=m,
-                            extra=[f"--{f}" for f in flags], **b.common)
-            tuned = "" if a.finetune_epochs else ", not finetuned"
+                            extra=[f"--{f}" for f in flags] + kd, **b.common)
+            tuned = _kd_label(a) if a.finetune_epochs else ", not finetuned"
             b.add(m, f"{method} {a.speedup}x" + "".join(f" --{f}" for f in flags) + tuned, res["best"], t0)
+
+
+def _kd_label(a) -> str:
+    return f" +KD {a.kd}" if a.kd != "none" else ""
+
 
 if __name__ == "__main__":
     main()
