@@ -64,13 +64,29 @@ def table(rows: list[dict]) -> str:
     return markdown_table(compare_rows([{k: v for k, v in r.items() if k != "weights"} for r in rows]))
 
 
+# The options that decide what a finished row means: a rerun that changes one of them must not reuse old rows.
+RECIPE_KEYS = ("weights", "data", "hyp", "imgsz", "batch_size", "seed", "speedup", "finetune_epochs", "kd",
+               "v7_epochs")
+
+
 class Results:
-    """A JSON file of finished rows, rewritten atomically after each one; `has(key)` lets a rerun skip them."""
+    """A JSON file of finished rows, rewritten atomically after each one; `has(key)` lets a rerun skip them.
+
+    A rerun with another recipe (RECIPE_KEYS) into the same file is refused, so that one table never mixes
+    recipes; a `--latency-only` pass re-times rows whatever their recipe and keeps the recorded one.
+    """
 
     def __init__(self, path, args: argparse.Namespace):
         self.path = Path(path)
         self.data = json.loads(self.path.read_text()) if self.path.is_file() else {"rows": {}, "minutes": {}}
-        self.data["args"] = vars(args)
+        new, old = vars(args), self.data.get("args", {})
+        if not getattr(args, "latency_only", False):
+            changed = [k for k in RECIPE_KEYS if k in new and k in old and new[k] != old[k] and self.data["rows"]]
+            if changed:
+                raise SystemExit(f"{self.path}: its rows were made with other settings ("
+                                 + ", ".join(f"{k} {old[k]} -> {new[k]}" for k in changed)
+                                 + "); use another --project or --out, or the recorded settings")
+            self.data["args"] = new
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
     def has(self, key: str) -> bool:
