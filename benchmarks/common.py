@@ -162,7 +162,8 @@ def add_bench_args(ap: argparse.ArgumentParser, name: str) -> None:
     ap.add_argument("--device", default="")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0, help="training seed of every run (repeat with others to see the noise)")
-    ap.add_argument("--project", default=f"runs/{name}")
+    ap.add_argument("--project", default=f"runs/{name}",
+                    help="run folder; a rerun into it skips finished rows, and is refused if the recipe changed")
     ap.add_argument("--out", default=None, help="the rows as JSON (default: PROJECT/results.json)")
     ap.add_argument("--latency-only", action="store_true",
                     help="only time every finished row again, one after the other (run on an idle machine)")
