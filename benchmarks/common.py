@@ -81,8 +81,8 @@ class Results:
         self.data = json.loads(self.path.read_text()) if self.path.is_file() else {"rows": {}, "minutes": {}}
         new, old = vars(args), self.data.get("args", {})
         if not getattr(args, "latency_only", False):
-            changed = [k for k in RECIPE_KEYS if k in new and k in old and new[k] != old[k] and self.data["rows"]]
-            if changed:
+            changed = [k for k in RECIPE_KEYS if k in new and k in old and new[k] != old[k]]
+            if changed and self.data["rows"]:
                 raise SystemExit(f"{self.path}: its rows were made with other settings ("
                                  + ", ".join(f"{k} {old[k]} -> {new[k]}" for k in changed)
                                  + "); use another --project or --out, or the recorded settings")
@@ -184,8 +184,8 @@ class Bench:
         a.out = a.out or str(Path(a.project) / "results.json")
         self.args = a
         self.data = load_data_config(a.data)
+        self.results = Results(a.out, a)  # first: a refused rerun stops before the data is loaded
         self.validator = Validator(self.data, a.imgsz, 32, a.device, a.workers)
-        self.results = Results(a.out, a)
         self.common = dict(data=a.data, hyp=a.hyp, imgsz=a.imgsz, batch=a.batch_size, device=a.device,
                            workers=a.workers, project=a.project, seed=a.seed)
 

@@ -40,25 +40,23 @@ def run_all(b: Bench):
     a = b.args
     if not b.results.has("baseline"):
         b.add("baseline", "baseline (official yolov5n)", a.weights, time.time())
+    logit = None if a.kd == "none" else a.kd
+    kd_label = f" +KD {logit}" if logit else ""
     if not b.results.has("control") and a.finetune_epochs > 0:  # --finetune-epochs 0: pruned models as pruned
         t0 = time.time()
-        kd = kd_flags(a.kd, teacher=a.weights, imgsz=a.imgsz) if a.kd != "none" else None
+        kd = kd_flags(logit, teacher=a.weights, imgsz=a.imgsz) if logit else None
         res = run_train(weights=a.weights, epochs=a.finetune_epochs, name="control", noautoanchor=True, kd=kd,
                         **b.common)
-        b.add("control", f"control: baseline finetuned {a.finetune_epochs} epochs{_kd_label(a)}", res.best, t0)
+        b.add("control", f"control: baseline finetuned {a.finetune_epochs} epochs{kd_label}", res.best, t0)
     for m in a.methods:
         if not b.results.has(m):
             t0 = time.time()
             method, *flags = m.split("+")  # e.g. lamp+global: LAMP ranking channels across layers
-            kd = kd_argv(a.kd, None) if a.kd != "none" and a.finetune_epochs else []
+            kd = kd_argv(logit, None) if a.finetune_epochs else []  # kd_argv: [] without a loss
             res = run_prune(a.weights, method, a.speedup, a.finetune_epochs, name=m,
                             extra=[f"--{f}" for f in flags] + kd, **b.common)
-            tuned = _kd_label(a) if a.finetune_epochs else ", not finetuned"
+            tuned = kd_label if a.finetune_epochs else ", not finetuned"
             b.add(m, f"{method} {a.speedup}x" + "".join(f" --{f}" for f in flags) + tuned, res["best"], t0)
-
-
-def _kd_label(a) -> str:
-    return f" +KD {a.kd}" if a.kd != "none" else ""
 
 
 if __name__ == "__main__":
