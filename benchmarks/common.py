@@ -6,8 +6,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import multiprocessing
+import os
 import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -66,7 +72,7 @@ def table(rows: list[dict]) -> str:
 
 # The options that decide what a finished row means: a rerun that changes one of them must not reuse old rows.
 RECIPE_KEYS = ("weights", "data", "hyp", "imgsz", "batch_size", "seed", "speedup", "finetune_epochs", "kd",
-               "v7_epochs")
+               "v7_weights", "v7_cfg", "v7_epochs", "v7_hyp")
 
 
 class Results:
@@ -153,6 +159,44 @@ def run_train(*, data, hyp, epochs: int, imgsz: int, batch: int, device: str, wo
                  hyp=Hyp.load(hyp), callbacks_factory=factory)
 
 
+def prune_best(**kwargs) -> str:
+    """run_prune, keeping only what a row needs: the best weights (picklable, for a worker process)."""
+    return str(run_prune(**kwargs)["best"])
+
+
+def train_best(**kwargs) -> str:
+    """run_train, keeping only the best weights."""
+    return str(run_train(**kwargs).best)
+
+
+@dataclass
+class Job:
+    """One row to make: `fn(**kwargs)` (a top-level function, so that a worker process can run it) returns the
+    weights to measure; `then(weights)` returns the jobs that need them (the rows of a baseline trained here)."""
+    key: str
+    label: str
+    fn: Callable[..., str]
+    kwargs: dict
+    then: Callable[[str], list["Job"]] | None = field(default=None, repr=False)
+
+
+def _worker_init(threads: int) -> None:
+    import torch
+    torch.set_num_threads(threads)  # N runs on a shared CPU: no oversubscription
+    os.environ.setdefault("YOLOCOMPRESS_NO_BAR", "1")
+
+
+def _timed(fn, kwargs: dict) -> tuple[str, float]:
+    t0 = time.time()
+    return fn(**kwargs), t0
+
+
+def _run_job(fn, kwargs: dict, key: str) -> tuple[str, float]:
+    """A job in a worker process: its log lines say which row they belong to."""
+    logging.basicConfig(level=logging.INFO, format=f"[{key}] %(message)s", force=True)
+    return _timed(fn, kwargs)
+
+
 def add_bench_args(ap: argparse.ArgumentParser, name: str) -> None:
     """The options every benchmark script takes: data, recipe basics, where rows go, the latency-only pass."""
     ap.add_argument("--data", default=str(BENCH_DATA))
@@ -168,14 +212,14 @@ def add_bench_args(ap: argparse.ArgumentParser, name: str) -> None:
     ap.add_argument("--latency-only", action="store_true",
                     help="only time every finished row again, one after the other (run on an idle machine)")
     ap.add_argument("--latency-rounds", type=int, default=5,
-                    help="--latency-only: passes over all rows; each row keeps its median")
+                    help="--latency-only (and the pass that ends a run with --jobs > 1): passes over all rows; "
+                         "each row keeps its median")
 
 
 class Bench:
     """A parsed benchmark command line, ready to run: logging set up, data loaded, validator and results made."""
 
     def __init__(self, a: argparse.Namespace):
-        import os
         logging.basicConfig(level=logging.INFO, format="%(message)s")
         os.environ.setdefault("YOLOCOMPRESS_NO_BAR", "1")
         os.chdir(ROOT)  # the bench data.yaml's path is relative to the project checkout
@@ -193,6 +237,49 @@ class Bench:
         """Measure `weights` and keep the row under `key`."""
         a = self.args
         self.results.add(key, measure(label, weights, self.data, a.imgsz, a.device, self.validator), t0)
+
+    def run_jobs(self, jobs: list[Job]) -> None:
+        """Make every job's row, `--jobs` at a time in worker processes (one at a time in this one by default),
+        measuring each row here as soon as its run ends. A failed run is logged and the others go on; the
+        benchmark then stops with the failed keys (a rerun retries only them)."""
+        failed, parallel = [], getattr(self.args, "jobs", 1)  # only prune_bench takes --jobs
+
+        def finish(job: Job, outcome: Callable[[], tuple[str, float]]) -> list[Job]:
+            """Measure a finished run's row; returns the jobs that were waiting for its weights."""
+            try:
+                weights, t0 = outcome()
+            except Exception as e:  # one bad row must not cost the others
+                LOGGER.error(f"benchmark row {job.key} failed: {type(e).__name__}: {e}")
+                failed.append(job.key)
+                return []
+            self.add(job.key, job.label, weights, t0)
+            return job.then(weights) if job.then else []
+
+        if parallel <= 1:
+            queue = list(jobs)
+            while queue:
+                job = queue.pop(0)
+                queue += finish(job, partial(_timed, job.fn, job.kwargs))
+        else:
+            threads = max(1, (os.cpu_count() or 1) // parallel)
+            with ProcessPoolExecutor(parallel, mp_context=multiprocessing.get_context("spawn"),
+                                     initializer=_worker_init, initargs=(threads,)) as pool:
+                running = {}
+
+                def submit(job: Job) -> None:
+                    running[pool.submit(_run_job, job.fn, job.kwargs, job.key)] = job
+
+                for job in jobs:
+                    submit(job)
+                while running:
+                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        job = running.pop(future)
+                        for waiting in finish(job, future.result):
+                            submit(waiting)
+            self.remeasure_latency()  # rows were timed while other runs shared the machine
+        if failed:
+            raise SystemExit(f"benchmark rows failed: {', '.join(failed)} (the log says why; a rerun retries them)")
 
     def remeasure_latency(self) -> None:
         remeasure_latency(self.results, self.args.imgsz, self.data.nc, self.args.latency_rounds)
