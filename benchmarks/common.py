@@ -51,14 +51,17 @@ def measure(label: str, weights, data, imgsz: int, device: str, validator) -> di
 
 
 def remeasure_latency(results: "Results", imgsz: int, nc: int, rounds: int = 5) -> None:
-    """Time every row's model again, in `rounds` interleaved passes (report.stats.interleaved_latency): for a
-    machine that was busy while the rows were made (latency measured beside other jobs is noise; accuracy and
-    sizes are not affected)."""
+    """Time every row's model again (CPU, and GPU FP16 when there is one), in `rounds` interleaved passes
+    (report.stats.interleaved_latency): for a machine that was busy while the rows were made (latency measured
+    beside other jobs is noise; accuracy and sizes are not affected)."""
     rows = results.data["rows"]
     models = [load_model(row["weights"], nc=nc)[0] for row in rows.values()]
     for bs in (1, 32):
         for row, t in zip(rows.values(), interleaved_latency(models, imgsz, bs, "cpu", rounds=rounds)):
             row[f"CPU bs{bs} (ms)"] = t
+    if torch.cuda.is_available():  # rows made side by side on one GPU were timed sharing it
+        for row, t in zip(rows.values(), interleaved_latency(models, imgsz, 32, "0", half=True, rounds=rounds)):
+            row["GPU bs32 FP16 (ms)"] = t
     for key, row in rows.items():
         LOGGER.info(f"latency {key}: {row['CPU bs1 (ms)']:.2f} / {row['CPU bs32 (ms)']:.2f} ms")
     results.data["latency_rounds"] = rounds
