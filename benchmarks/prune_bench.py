@@ -49,7 +49,8 @@ def main():
     if a.latency_only:
         b.remeasure_latency()
     else:
-        b.run_jobs([job for model in a.models for job in baseline_jobs(b, model)])
+        jobs = [job for model in a.models for job in baseline_jobs(b, model)]
+        b.run_jobs(sorted(jobs, key=lambda job: job.then is None))  # baselines to train first: rows wait on them
     for model in a.models:
         keys = [row_key(model, k) for k in ["baseline", "control", *a.methods]]
         print(f"\n{model}\n" + table([b.results.row(k) for k in keys if b.results.has(k)]))

@@ -47,7 +47,7 @@ def test_prune_bench_parallel_rows_failed_row_and_resume(demo_data, tmp_path):
         assert rows[model + "control"]["GFLOPs"] == pytest.approx(base["GFLOPs"])  # finetuned, not pruned
         for m in ("l1", "random"):
             ratio = base["GFLOPs"] / rows[model + m]["GFLOPs"]
-            assert 1.9 <= ratio <= 2.3, (model, m, ratio)
+            assert 1.99 <= ratio <= 2.4, (model, m, ratio)  # --speedup 2.0 reached, not overshot far
             assert 0 <= rows[model + m]["mAP50-95"] <= 1 and rows[model + m]["CPU bs32 (ms)"] > 0
     # the v7t baseline was trained by the script, from the given yaml, and its rows start from it
     assert Path(rows["v7t/baseline"]["weights"]).parent.parent.name == "v7t-baseline"
