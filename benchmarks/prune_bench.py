@@ -46,14 +46,17 @@ def main():
     add_bench_args(ap, "prune-bench")
     b = Bench(ap.parse_args())
     a = b.args
-    if a.latency_only:
-        b.remeasure_latency()
-    else:
-        jobs = [job for model in a.models for job in baseline_jobs(b, model)]
-        b.run_jobs(sorted(jobs, key=lambda job: job.then is None))  # baselines to train first: rows wait on them
-    for model in a.models:
-        keys = [row_key(model, k) for k in ["baseline", "control", *a.methods]]
-        print(f"\n{model}\n" + table([b.results.row(k) for k in keys if b.results.has(k)]))
+    try:
+        if a.latency_only:
+            b.remeasure_latency()
+        else:
+            jobs = [job for model in a.models for job in baseline_jobs(b, model)]
+            b.run_jobs(sorted(jobs, key=lambda job: job.then is None))  # baselines to train first: rows wait on them
+    finally:  # the rows made so far, also when some failed
+        for model in a.models:
+            keys = [row_key(model, k) for k in ["baseline", "control", *a.methods]]
+            rows = [b.results.row(k) for k in keys if b.results.has(k)]
+            print(f"\n{model}\n" + (table(rows) if rows else "no rows yet"))
 
 
 def row_key(model: str, name: str) -> str:

@@ -38,6 +38,7 @@ def test_prune_bench_parallel_rows_failed_row_and_resume(demo_data, tmp_path):
     assert run.returncode != 0
     last = run.stderr.strip().splitlines()[-1]
     assert "benchmark rows failed" in last and "nosuch" in last and "v7t/nosuch" in last, last
+    assert "\nv5n\n| Model" in run.stdout and "\nv7t\n| Model" in run.stdout  # the rows made: printed all the same
     data = json.loads((tmp_path / "bench" / "results.json").read_text())
     rows = data["rows"]
     expected = {"baseline", "control", "l1", "random", "v7t/baseline", "v7t/control", "v7t/l1", "v7t/random"}
@@ -61,4 +62,4 @@ def test_prune_bench_parallel_rows_failed_row_and_resume(demo_data, tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     assert json.loads((tmp_path / "bench" / "results.json").read_text())["rows"] == before
     assert "training" not in run.stderr + run.stdout
-    assert "v5n" in run.stdout and "v7t" in run.stdout
+    assert "\nv5n\n| Model" in run.stdout and "\nv7t\n| Model" in run.stdout
