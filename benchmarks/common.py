@@ -184,7 +184,6 @@ class Job:
 
 
 def _worker_init(threads: int) -> None:
-    import torch
     torch.set_num_threads(threads)  # N runs on a shared CPU: no oversubscription
     os.environ.setdefault("YOLOCOMPRESS_NO_BAR", "1")
 
