@@ -214,7 +214,7 @@ def add_bench_args(ap: argparse.ArgumentParser, name: str) -> None:
     ap.add_argument("--latency-only", action="store_true",
                     help="only time every finished row again, one after the other (run on an idle machine)")
     ap.add_argument("--latency-rounds", type=int, default=5,
-                    help="--latency-only (and the pass that ends a run with --jobs > 1): passes over all rows; "
+                    help="--latency-only (and prune_bench's pass after a run with --jobs > 1): passes over all rows; "
                          "each row keeps its median")
 
 

@@ -42,7 +42,8 @@ def main():
                     help="logit distillation from the baseline in every finetune, control included (default none)")
     ap.add_argument("--jobs", type=int, default=1,
                     help="rows trained at once, each in its own process (a GPU fits several small finetunes); "
-                         "with more than one, CPU latency is timed again in one pass over all rows at the end")
+                         "with more than one, latency (CPU, and GPU when present) is timed again in one pass over "
+                         "all rows at the end")
     add_bench_args(ap, "prune-bench")
     b = Bench(ap.parse_args())
     a = b.args
