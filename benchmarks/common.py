@@ -33,6 +33,7 @@ SHARED = ROOT.parent / "shared"
 BENCH_DATA = SHARED / "bench" / "data" / "data.yaml"
 BENCH_HYP = SHARED / "bench" / "hyp.digits.yaml"
 FIXTURE = SHARED / "fixtures" / "yolov5n_official_digits.pt"
+V7_HYP = Path(__file__).resolve().parent / "hyp.yolov7-tiny.digits.yaml"
 LOGGER = logging.getLogger("yolocompress")
 
 
@@ -218,6 +219,15 @@ def add_bench_args(ap: argparse.ArgumentParser, name: str) -> None:
                          "each row keeps its median")
 
 
+def add_v7_args(ap: argparse.ArgumentParser, epochs: int) -> None:
+    """The yolov7-tiny baseline's options, for the scripts that compare on both architectures."""
+    ap.add_argument("--v7-weights", default=None, help="the v7t baseline; default: train --v7-cfg here")
+    ap.add_argument("--v7-cfg", default="yolov7-tiny.yaml", help="model yaml of the v7t baseline trained here")
+    ap.add_argument("--v7-epochs", type=int, default=epochs, help="epochs of the v7t baseline trained here")
+    ap.add_argument("--v7-hyp", default=str(V7_HYP),
+                    help="v7t's recipe for its baseline and finetunes (its official tiny hyps, OTA loss, fliplr 0)")
+
+
 class Bench:
     """A parsed benchmark command line, ready to run: logging set up, data loaded, validator and results made."""
 
@@ -240,11 +250,20 @@ class Bench:
         a = self.args
         self.results.add(key, measure(label, weights, self.data, a.imgsz, a.device, self.validator), t0)
 
+    def common_for(self, model: str) -> dict:
+        """The run options of one baseline's runs: v7t trains with its own hyps (--v7-hyp)."""
+        return dict(self.common, hyp=self.args.v7_hyp) if model == "v7t" else self.common
+
+    def v7_baseline_run(self) -> dict:
+        """run_train's arguments for the v7t baseline trained here (cached in the project folder as v7t-baseline)."""
+        a = self.args
+        return dict(self.common_for("v7t"), cfg=a.v7_cfg, epochs=a.v7_epochs, name="v7t-baseline")
+
     def run_jobs(self, jobs: list[Job]) -> None:
         """Make every job's row, `--jobs` at a time in worker processes (one at a time in this one by default),
         measuring each row here as soon as its run ends. A failed run is logged and the others go on; the
         benchmark then stops with the failed keys (a rerun retries only them)."""
-        failed, parallel = [], getattr(self.args, "jobs", 1)  # only prune_bench takes --jobs
+        failed, made, parallel = [], [], getattr(self.args, "jobs", 1)  # only prune_bench takes --jobs
 
         def finish(job: Job, outcome: Callable[[], tuple[str, float]]) -> list[Job]:
             """Measure a finished run's row; returns the jobs that were waiting for its weights."""
@@ -255,6 +274,7 @@ class Bench:
                 failed.append(job.key)
                 return []
             self.add(job.key, job.label, weights, t0)
+            made.append(job.key)
             return job.then(weights) if job.then else []
 
         if parallel <= 1:
@@ -279,7 +299,8 @@ class Bench:
                         job = running.pop(future)
                         for waiting in finish(job, future.result):
                             submit(waiting)
-            self.remeasure_latency()  # rows were timed while other runs shared the machine
+            if made:  # those rows were timed while other runs shared the machine
+                self.remeasure_latency()
         if failed:
             raise SystemExit(f"benchmark rows failed: {', '.join(failed)} (the log says why; a rerun retries them)")
 

@@ -9,7 +9,7 @@ the mAP-vs-GFLOPs and mAP-vs-latency plots with the Pareto front. Rows (CPU late
 at batch 32 when present) go to --out as they finish; a rerun skips them.
 
 Baselines: yolov5n = the official checkpoint of ../shared/fixtures/; yolov7-tiny = --v7-weights, or trained here
-by our engine for --v7-epochs (cached in the project folder).
+by our engine from --v7-cfg for --v7-epochs (cached in the project folder).
 
 usage: python benchmarks/compare_methods.py [--models v5n v7t] [--methods l1 lamp ...] [--top 5]
        [--speedups 2.0 3.0 4.0] [--finetune-epochs 10] [--kd l2] [--device 0] [--no-bench]
@@ -21,7 +21,7 @@ import json
 import time
 from pathlib import Path
 
-from common import FIXTURE, Bench, add_bench_args, kd_argv, run_prune, run_train, table
+from common import FIXTURE, Bench, add_bench_args, add_v7_args, kd_argv, run_prune, run_train, table
 from yolocompress.prune.methods import METHODS
 from yolocompress.report.bench import bench_command
 
@@ -33,10 +33,7 @@ def main():
     ap.add_argument("--speedups", nargs="+", type=float, default=[2.0, 3.0, 4.0])
     ap.add_argument("--top", type=int, default=5, help="methods carried on to the higher speed-ups")
     ap.add_argument("--kd", default="l2", help="logit loss of the distilled runs ('none' to skip them)")
-    ap.add_argument("--v7-weights", default=None)
-    ap.add_argument("--v7-epochs", type=int, default=150)
-    ap.add_argument("--v7-hyp", default=str(Path(__file__).parent / "hyp.yolov7-tiny.digits.yaml"),
-                    help="yolov7-tiny's recipe (its official tiny hyps, OTA loss, fliplr 0) for training and finetunes")
+    add_v7_args(ap, epochs=150)
     ap.add_argument("--finetune-epochs", type=int, default=10)
     ap.add_argument("--no-bench", action="store_true", help="skip the final `bench` over all models")
     ap.add_argument("--import-prune-bench", default=None, metavar="JSON",
@@ -80,13 +77,13 @@ def run_all(b: Bench):
     a, results = b.args, b.results
     kd_modes = [False] + ([True] if a.kd != "none" else [])
     for model in a.models:
-        common = {**b.common, "hyp": a.v7_hyp if model == "v7t" else a.hyp}
+        common = b.common_for(model)
         key = f"{model}/baseline"
         if not results.has(key):
             t0 = time.time()
             weights = FIXTURE if model == "v5n" else a.v7_weights
             if weights is None:
-                weights = run_train(cfg="yolov7-tiny.yaml", epochs=a.v7_epochs, name="v7t-baseline", **common).best
+                weights = run_train(**b.v7_baseline_run()).best
             b.add(key, f"{model} baseline", weights, t0)
         base = results.row(key)["weights"]
         if not results.has(f"{model}/control"):  # extra epochs alone: what pruning must not be credited with

@@ -18,10 +18,9 @@ import time
 from functools import partial
 from pathlib import Path
 
-from common import FIXTURE, Bench, Job, add_bench_args, kd_argv, kd_flags, prune_best, table, train_best
+from common import (FIXTURE, Bench, Job, add_bench_args, add_v7_args, kd_argv, kd_flags, prune_best, table,
+                    train_best)
 from yolocompress.prune.methods import METHODS
-
-V7_HYP = Path(__file__).parent / "hyp.yolov7-tiny.digits.yaml"
 
 
 def main():
@@ -29,11 +28,7 @@ def main():
     ap.add_argument("--models", nargs="+", choices=["v5n", "v7t"], default=["v5n"],
                     help="baselines: v5n (--weights) and v7t (yolov7-tiny, --v7-weights or trained here)")
     ap.add_argument("--weights", default=str(FIXTURE), help="the v5n baseline")
-    ap.add_argument("--v7-weights", default=None, help="the v7t baseline; default: train --v7-cfg here")
-    ap.add_argument("--v7-cfg", default="yolov7-tiny.yaml", help="model yaml of the v7t baseline trained here")
-    ap.add_argument("--v7-epochs", type=int, default=40, help="epochs of the v7t baseline trained here")
-    ap.add_argument("--v7-hyp", default=str(V7_HYP),
-                    help="v7t's recipe for its baseline and finetunes (its official tiny hyps, OTA loss, fliplr 0)")
+    add_v7_args(ap, epochs=40)
     ap.add_argument("--methods", nargs="+", default=list(METHODS) + ["pagcp"],
                     help="method names; NAME+FLAG adds --FLAG to its prune command (e.g. lamp+global)")
     ap.add_argument("--speedup", type=float, default=2.0)
@@ -77,15 +72,13 @@ def baseline_jobs(b: Bench, model: str) -> list[Job]:
         b.add(key, label, weights, time.time())
         return row_jobs(b, model, str(weights))
     label += f", trained here {a.v7_epochs} epochs"
-    train = dict(b.common, hyp=a.v7_hyp)
-    return [Job(key, label, train_best, dict(train, cfg=a.v7_cfg, epochs=a.v7_epochs, name="v7t-baseline"),
-                then=partial(row_jobs, b, model))]
+    return [Job(key, label, train_best, b.v7_baseline_run(), then=partial(row_jobs, b, model))]
 
 
 def row_jobs(b: Bench, model: str, base: str) -> list[Job]:
     """The control and every method's row on `base`, each skipped when its results file already has it."""
     a = b.args
-    common = dict(b.common, hyp=a.v7_hyp) if model == "v7t" else b.common
+    common = b.common_for(model)
     name = "" if model == "v5n" else f"{model}-"  # run folders, as the rows' keys
     logit = None if a.kd == "none" else a.kd
     kd_label = f" +KD {logit}" if logit else ""

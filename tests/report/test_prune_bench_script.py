@@ -63,3 +63,9 @@ def test_prune_bench_parallel_rows_failed_row_and_resume(demo_data, tmp_path):
     assert json.loads((tmp_path / "bench" / "results.json").read_text())["rows"] == before
     assert "training" not in run.stderr + run.stdout
     assert "\nv5n\n| Model" in run.stdout and "\nv7t\n| Model" in run.stdout
+
+    # and with --jobs: nothing to make, so no worker starts and no latency pass re-times the rows
+    run = _bench(demo_data, tmp_path, "--models", "v5n", "v7t", "--methods", "l1", "random", "--jobs", "2")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "latency baseline" not in run.stderr and "training" not in run.stderr + run.stdout
+    assert json.loads((tmp_path / "bench" / "results.json").read_text())["rows"] == before
