@@ -20,12 +20,12 @@ import torch
 from yolocompress.cli import build_parser
 from yolocompress.distill.api import distill_callbacks_factory
 from yolocompress.engine.api import train
-from yolocompress.engine.hyp import Hyp
+from yolocompress.core.hyp import Hyp
 from yolocompress.engine.options import TrainOptions
 from yolocompress.models.checkpoint import load_model, read_checkpoint
 from yolocompress.prune.api import prune_command
-from yolocompress.report.stats import (checkpoint_size_mb, count_gflops, count_params, interleaved_latency,
-                                       measure_latency)
+from yolocompress.core.stats import count_gflops, count_params, interleaved_latency, measure_latency
+from yolocompress.report.stats import checkpoint_size_mb
 from yolocompress.report.tables import compare_rows, markdown_table
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,7 +53,7 @@ def measure(label: str, weights, data, imgsz: int, device: str, validator) -> di
 
 def remeasure_latency(results: "Results", imgsz: int, nc: int, rounds: int = 5) -> None:
     """Time every row's model again (CPU, and GPU FP16 when there is one), in `rounds` interleaved passes
-    (report.stats.interleaved_latency): for a machine that was busy while the rows were made (latency measured
+    (core.stats.interleaved_latency): for a machine that was busy while the rows were made (latency measured
     beside other jobs is noise; accuracy and sizes are not affected)."""
     rows = results.data["rows"]
     models = [load_model(row["weights"], nc=nc)[0] for row in rows.values()]

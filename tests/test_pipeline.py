@@ -8,7 +8,7 @@ import torch
 
 from yolocompress import pipeline
 from yolocompress.cli import main
-from yolocompress.errors import ConfigError
+from yolocompress.core.errors import ConfigError
 from yolocompress.models.builder import Model
 from yolocompress.models.checkpoint import save_checkpoint
 from yolocompress.stages import StageRunner

@@ -9,7 +9,7 @@ import json
 import logging
 import sys
 
-from .errors import YoloCompressError
+from .core.errors import YoloCompressError
 
 LOGGER = logging.getLogger("yolocompress")
 

@@ -39,7 +39,7 @@ def run_demo(quick: bool = False, out: str = "runs/demo", device: str = "cpu", w
     from .cli import build_parser
     from .data.demo import make_demo_dataset
     from .engine.api import train
-    from .engine.hyp import Hyp
+    from .core.hyp import Hyp
     from .engine.options import TrainOptions
     from .pipeline import compress_command
     from .report.bench import bench_command

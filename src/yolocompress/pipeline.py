@@ -14,10 +14,10 @@ from pathlib import Path
 
 from .data.dataset import load_data_config
 from .engine.api import train
-from .engine.hyp import Hyp
-from .engine.rundir import atomic_write_text
+from .core.hyp import Hyp
+from .core.rundir import atomic_write_text
 from .engine.trainer import TrainResult
-from .errors import ConfigError
+from .core.errors import ConfigError
 from .models.checkpoint import load_model, read_checkpoint
 from .prune.methods import get_method
 from .stages import StageRunner

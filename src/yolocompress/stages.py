@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
-from .engine.rundir import atomic_write_text
+from .core.rundir import atomic_write_text
 
 LOGGER = logging.getLogger("yolocompress")
 MARKER = "DONE.json"

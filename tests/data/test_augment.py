@@ -4,7 +4,7 @@ import pytest
 
 from yolocompress.data.augment import (augment_hsv, box_candidates, letterbox, mixup, mosaic4, random_flip,
                                        random_perspective, xywhn2xyxy, xyxy2xywhn)
-from yolocompress.engine.hyp import Hyp
+from yolocompress.core.hyp import Hyp
 
 
 def _img(h, w, seed=0):

@@ -2,7 +2,7 @@
 import pytest
 
 from yolocompress.data import load_data_config
-from yolocompress.errors import DataError, YoloCompressError
+from yolocompress.core.errors import DataError, YoloCompressError
 
 
 def _yaml(tmp_path, text, name="data.yaml"):

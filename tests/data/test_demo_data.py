@@ -4,7 +4,7 @@ import pytest
 
 from yolocompress.data import check_item, load_data_config, make_demo_dataset
 from yolocompress.data.demo import digit_pools, write_split
-from yolocompress.errors import DataError
+from yolocompress.core.errors import DataError
 
 SMALL = dict(n_train=6, n_val=3, imgsz=64)
 

@@ -5,8 +5,8 @@ import torch
 
 from yolocompress.data import YoloDataset, create_dataloader
 from yolocompress.data.dataset import rect_batch_shapes
-from yolocompress.engine.hyp import Hyp
-from yolocompress.errors import DataError
+from yolocompress.core.hyp import Hyp
+from yolocompress.core.errors import DataError
 
 NO_AUG = Hyp(hsv_h=0, hsv_s=0, hsv_v=0, fliplr=0, mosaic=0, translate=0, scale=0)
 

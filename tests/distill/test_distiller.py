@@ -17,9 +17,9 @@ from yolocompress.distill import api as distill_api
 from yolocompress.distill.distiller import DistillCallback, DistillOptions
 from yolocompress.engine import api as engine_api
 from yolocompress.engine.callbacks import StepOutputs
-from yolocompress.engine.hyp import Hyp
+from yolocompress.core.hyp import Hyp
 from yolocompress.engine.options import TrainOptions
-from yolocompress.errors import CheckpointError, ConfigError, TrainingError, YoloCompressError
+from yolocompress.core.errors import CheckpointError, ConfigError, TrainingError, YoloCompressError
 from yolocompress.models.builder import Model, load_config
 from yolocompress.models.checkpoint import read_checkpoint, save_checkpoint
 

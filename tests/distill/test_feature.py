@@ -6,7 +6,7 @@ from torch import nn
 
 from yolocompress.distill.feature import (CWD, FEATURE_LOSSES, MGD, Adapter, Mimic, build_feature_loss,
                                           random_keep_mask)
-from yolocompress.errors import ConfigError
+from yolocompress.core.errors import ConfigError
 
 S_CH, T_CH, SIZES = [4, 6], [8, 6], [(6, 6), (3, 3)]  # first pair needs an adapter, second does not
 

@@ -5,7 +5,7 @@ import torch
 
 from yolocompress.distill.logit import (LOGIT_LOSSES, AlignSoftTarget, L1Logit, L2Logit, build_logit_loss,
                                         decode_boxes, elementwise_iou)
-from yolocompress.errors import ConfigError
+from yolocompress.core.errors import ConfigError
 
 NC, NA, B = 3, 2, 2
 SIZES = (4, 2)

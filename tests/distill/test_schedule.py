@@ -1,7 +1,7 @@
 import pytest
 
 from yolocompress.distill.schedule import KDSchedule
-from yolocompress.errors import ConfigError
+from yolocompress.core.errors import ConfigError
 
 F = 0.01
 

@@ -8,10 +8,10 @@ from torchvision.ops import complete_box_iou
 
 from .loss_fakes import FakeHead, FakeModel, encode_box, zero_raw
 from yolocompress.engine.boxes import bbox_ciou, box_iou, xywh2xyxy
-from yolocompress.engine.hyp import Hyp
+from yolocompress.core.hyp import Hyp
 from yolocompress.engine.loss import DetectionLoss, build_loss, find_candidates
 from yolocompress.engine.loss_ota import OTADetectionLoss
-from yolocompress.errors import ConfigError, DataError
+from yolocompress.core.errors import ConfigError, DataError
 
 IMG = 64
 GRIDS = [(IMG // s, IMG // s) for s in (8, 16, 32)]

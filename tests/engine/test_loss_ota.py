@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from .loss_fakes import STRIDES, FakeModel, encode_box, zero_raw
-from yolocompress.engine.hyp import Hyp
+from yolocompress.core.hyp import Hyp
 from yolocompress.engine.loss import find_candidates
 from yolocompress.engine.loss_ota import OTADetectionLoss, class_cost, dynamic_k_match
 

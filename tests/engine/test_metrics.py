@@ -5,7 +5,7 @@ import torch
 
 from yolocompress.engine.metrics import (IOU_THRESHOLDS, DetectionMetrics, ap_per_class, box_iou, compute_ap,
                                          fitness, match_predictions)
-from yolocompress.errors import DataError, YoloCompressError
+from yolocompress.core.errors import DataError, YoloCompressError
 
 # Under the 101-point rule the curve is sampled at x = 0, 0.01, ..., 1 and integrated by trapezoids. The sentinel
 # precision 0 at recall 1 means the last sample is 0, so a perfect class scores 1 - 0.01 * (1 + 0) / 2 = 0.995.

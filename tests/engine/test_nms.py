@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from yolocompress.engine.nms import clip_boxes, non_max_suppression, scale_boxes, xywh2xyxy, xyxy2xywh
-from yolocompress.errors import ConfigError
+from yolocompress.core.errors import ConfigError
 
 
 def make_pred(rows, nc):

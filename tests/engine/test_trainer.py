@@ -10,9 +10,9 @@ import torch
 
 from yolocompress.engine.api import train
 from yolocompress.engine.callbacks import Callback
-from yolocompress.engine.hyp import Hyp
+from yolocompress.core.hyp import Hyp
 from yolocompress.engine.options import TrainOptions
-from yolocompress.errors import TrainingError
+from yolocompress.core.errors import TrainingError
 from yolocompress.models.checkpoint import read_checkpoint
 
 from ..conftest import tiny_config, write_yaml

@@ -6,11 +6,11 @@ import pytest
 import torch
 import torch.nn as nn
 
-from yolocompress.errors import ConfigError
+from yolocompress.core.errors import ConfigError
 from yolocompress.models.builder import Model, load_config, make_divisible
 from yolocompress.models.heads import Detect, IDetect
 from yolocompress.models.modules import Conv
-from yolocompress.report.stats import count_gflops, count_params
+from yolocompress.core.stats import count_gflops, count_params
 
 from .helpers import IMGSZ, image, small_cfg, small_model
 

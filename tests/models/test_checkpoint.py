@@ -4,9 +4,9 @@ import zipfile
 import pytest
 import torch
 
-from yolocompress.errors import CheckpointError
+from yolocompress.core.errors import CheckpointError
 from yolocompress.models.checkpoint import FORMAT, load_model, save_checkpoint
-from yolocompress.report.stats import count_params
+from yolocompress.core.stats import count_params
 
 from .helpers import FIXTURES, image, outputs, prune, randomise, small_model
 

@@ -3,7 +3,7 @@ import onnx
 import pytest
 import torch
 
-from yolocompress.errors import ConfigError
+from yolocompress.core.errors import ConfigError
 from yolocompress.models.export import check_onnx, export_onnx, inference_copy, run_onnx
 
 from .helpers import image, prune, randomise, small_model

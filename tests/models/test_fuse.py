@@ -7,7 +7,7 @@ import torch.nn as nn
 
 from yolocompress.models.heads import ImplicitA
 from yolocompress.models.modules import RepConv
-from yolocompress.report.stats import count_params
+from yolocompress.core.stats import count_params
 
 from .helpers import assert_outputs_close, image, outputs, randomise, small_model
 

@@ -7,7 +7,7 @@ import zipfile
 import pytest
 import torch
 
-from yolocompress.errors import CheckpointError
+from yolocompress.core.errors import CheckpointError
 from yolocompress.models.checkpoint import FORMAT, VERSION, load_model
 
 from .helpers import small_model

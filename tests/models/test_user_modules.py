@@ -4,7 +4,7 @@ import sys
 import pytest
 import torch
 
-from yolocompress.errors import ConfigError
+from yolocompress.core.errors import ConfigError
 from yolocompress.models import registry
 from yolocompress.models.builder import Model
 from yolocompress.models.checkpoint import load_model, save_checkpoint

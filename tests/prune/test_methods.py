@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch_pruning as tp
 
-from yolocompress.errors import ConfigError
+from yolocompress.core.errors import ConfigError
 from yolocompress.prune import tp_fixes as fx
 from yolocompress.prune.methods import (METHODS, PruneMethod, accumulate_gradients, build_pruner,
                                         get_method, regularize, split_detection_batch)

@@ -9,14 +9,14 @@ import torch
 import torch.nn as nn
 import torch_pruning as tp
 
-from yolocompress.engine.hyp import Hyp
+from yolocompress.core.hyp import Hyp
 from yolocompress.engine.loss import build_loss
-from yolocompress.errors import ConfigError
+from yolocompress.core.errors import ConfigError
 from yolocompress.models.builder import Model
 from yolocompress.models.heads import ImplicitA, ImplicitM
 from yolocompress.prune import pagcp
 from yolocompress.prune.pagcp import LayerRecord, pagcp_prune, select_topk, solve_lambda
-from yolocompress.report.stats import count_gflops
+from yolocompress.core.stats import count_gflops
 
 from ..conftest import tiny_config
 

@@ -13,8 +13,8 @@ from yolocompress.cli import build_parser, main
 from yolocompress.data.dataset import load_data_config
 from yolocompress.data.demo import make_demo_dataset
 from yolocompress.engine.api import val
-from yolocompress.engine.hyp import Hyp
-from yolocompress.errors import TrainingError
+from yolocompress.core.hyp import Hyp
+from yolocompress.core.errors import TrainingError
 from yolocompress.models.builder import Model
 from yolocompress.models.checkpoint import load_model, save_checkpoint
 from yolocompress.models.export import check_onnx, export_onnx

@@ -8,9 +8,9 @@ import torch
 
 from yolocompress.cli import build_parser
 from yolocompress.data.demo import make_demo_dataset
-from yolocompress.engine.hyp import Hyp
+from yolocompress.core.hyp import Hyp
 from yolocompress.engine.loss import build_loss
-from yolocompress.errors import CheckpointError, ConfigError, PruningError
+from yolocompress.core.errors import CheckpointError, ConfigError, PruningError
 from yolocompress.models.builder import Model
 from yolocompress.models.checkpoint import read_checkpoint, save_checkpoint
 from yolocompress.prune import sparse

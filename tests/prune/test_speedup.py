@@ -2,15 +2,15 @@
 import pytest
 import torch
 
-from yolocompress.engine.hyp import Hyp
+from yolocompress.core.hyp import Hyp
 from yolocompress.engine.loss import build_loss
-from yolocompress.errors import ConfigError
+from yolocompress.core.errors import ConfigError
 from yolocompress.models.checkpoint import load_model, save_checkpoint
 from yolocompress.models.export import check_onnx, export_onnx
 from yolocompress.prune import speedup as speedup_mod
 from yolocompress.prune.methods import METHODS, accumulate_gradients
 from yolocompress.prune.speedup import prune_to_target
-from yolocompress.report.stats import count_gflops
+from yolocompress.core.stats import count_gflops
 
 from .tiny_yolos import IMGSZ, image, one_thread, outputs, tiny
 

@@ -247,7 +247,7 @@ def test_bad_hyp_file_is_one_error_line(case, base, tmp_path, capsys):
 
 
 def test_hyp_with_missing_keys_takes_the_defaults():
-    from yolocompress.engine.hyp import Hyp
+    from yolocompress.core.hyp import Hyp
     h = Hyp.from_dict({"lr0": 0.02})
     assert h.lr0 == 0.02 and h.momentum == Hyp().momentum
 
@@ -414,6 +414,6 @@ def test_imgsz_not_a_multiple_of_the_stride_is_rounded_and_said(base, capsys, ca
 
 
 def test_verbose_shows_the_traceback(base, tmp_path, capsys):
-    from yolocompress.errors import DataError
+    from yolocompress.core.errors import DataError
     with pytest.raises(DataError, match="dataset yaml not found"):
         run_cli(capsys, ["val", "--weights", base["weights"], "--data", tmp_path / "nope.yaml", "--verbose"])

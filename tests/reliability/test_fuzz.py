@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from yolocompress.data.labels import check_item, parse_labels
-from yolocompress.engine.hyp import Hyp
-from yolocompress.errors import CheckpointError, ConfigError, YoloCompressError
+from yolocompress.core.hyp import Hyp
+from yolocompress.core.errors import CheckpointError, ConfigError, YoloCompressError
 from yolocompress.models.builder import Model, load_config
 from yolocompress.models.checkpoint import load_model, read_checkpoint, save_checkpoint
 

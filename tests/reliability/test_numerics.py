@@ -12,7 +12,7 @@ from yolocompress.engine import trainer as trainer_mod
 from yolocompress.engine.api import train
 from yolocompress.engine.callbacks import Callback
 from yolocompress.engine.options import TrainOptions
-from yolocompress.errors import TrainingError
+from yolocompress.core.errors import TrainingError
 from yolocompress.models.checkpoint import read_checkpoint
 
 from .helpers import FAST, IMGSZ, assert_one_line_error, make_inputs, run_cli

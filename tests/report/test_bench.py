@@ -48,7 +48,8 @@ def test_model_size_is_comparable_across_file_formats(tmp_path):
     from pathlib import Path
 
     from yolocompress.models.checkpoint import load
-    from yolocompress.report.stats import checkpoint_size_mb, count_params
+    from yolocompress.core.stats import count_params
+    from yolocompress.report.stats import checkpoint_size_mb
     official = Path(__file__).parent.parent / "fixtures" / "yolov5n_official_digits.pt"
     m = load(official)
     ours = save_checkpoint(tmp_path / "ours.pt", m)

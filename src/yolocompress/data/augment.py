@@ -12,7 +12,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from ..engine.hyp import Hyp
+from ..core.hyp import Hyp
 
 PAD_VALUE = 114
 

@@ -18,8 +18,8 @@ import torch
 import yaml
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, get_worker_info
 
-from ..engine.hyp import Hyp
-from ..errors import DataError
+from ..core.hyp import Hyp
+from ..core.errors import DataError
 from .augment import (augment_hsv, letterbox, mixup, mosaic4, random_flip, random_perspective, xywhn2xyxy,
                       xyxy2xywhn)
 from .labels import IMG_FORMATS, LOGGER, load_labels, read_image

@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..errors import DataError
+from ..core.errors import DataError
 
 MARKER = "# yolocompress demo dataset"
 VAL_FRACTION = 0.2

@@ -11,7 +11,7 @@ import logging
 from dataclasses import fields
 from pathlib import Path
 
-from ..errors import CheckpointError, ConfigError
+from ..core.errors import CheckpointError, ConfigError
 from .distiller import DistillCallback, DistillOptions
 
 LOGGER = logging.getLogger("yolocompress")

@@ -17,9 +17,9 @@ import torch.distributed as td
 from torch import Tensor, nn
 
 from ..engine.callbacks import Callback
-from ..errors import CheckpointError, ConfigError
+from ..core.errors import CheckpointError, ConfigError
 from ..models.checkpoint import load_model
-from ..report.stats import count_params
+from ..core.stats import count_params
 from .feature import FEATURE_LOSSES, MGD, build_feature_loss
 from .logit import LOGIT_LOSSES, Gains, build_logit_loss
 from .schedule import KDSchedule

@@ -5,14 +5,14 @@ import logging
 from pathlib import Path
 
 from ..data.dataset import load_data_config
-from ..errors import CheckpointError, ConfigError
+from ..core.errors import CheckpointError, ConfigError
 from ..models.builder import Model
 from ..models.checkpoint import load_model, read_checkpoint
 from ..models.registry import load_user_modules
 from .callbacks import Callback
-from .hyp import Hyp
+from ..core.hyp import Hyp
 from .options import TrainOptions
-from .rundir import increment_path
+from ..core.rundir import increment_path
 from .trainer import Trainer, TrainResult, seed_everything
 from .validator import Validator
 

@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import ConfigError, DataError
+from ..core.errors import ConfigError, DataError
 from .boxes import bbox_ciou
-from .hyp import Hyp
+from ..core.hyp import Hyp
 
 # Objectness weight per level (P3 first): small-stride levels see many more negatives.
 _BALANCE = {3: [4.0, 1.0, 0.4]}

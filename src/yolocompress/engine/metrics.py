@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torchvision
 
-from yolocompress.errors import DataError
+from yolocompress.core.errors import DataError
 
 IOU_THRESHOLDS = torch.linspace(0.5, 0.95, 10)  # float32, as val.py: comparisons use these exact values
 _trapezoid = getattr(np, "trapezoid", None) or np.trapz  # numpy < 2 has only trapz

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torchvision
 
-from yolocompress.errors import ConfigError
+from yolocompress.core.errors import ConfigError
 
 Boxes = torch.Tensor | np.ndarray
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 
 
 @dataclass

@@ -20,18 +20,18 @@ import yaml
 from tqdm import tqdm
 
 from ..data.dataset import DataConfig, create_dataloader
-from ..errors import CheckpointError, TrainingError
+from ..core.errors import CheckpointError, TrainingError
 from ..models.checkpoint import save_checkpoint
 from . import distributed as dist
 from .callbacks import Callback, StepOutputs
-from .device import select_device
+from ..core.device import select_device
 from .autoanchor import check_anchors
 from .ema import ModelEMA, unwrap
-from .hyp import Hyp
+from ..core.hyp import Hyp
 from .loss import build_loss
 from .metrics import fitness
 from .options import TrainOptions, check_imgsz
-from .rundir import ResultsCSV, atomic_write_text
+from ..core.rundir import ResultsCSV, atomic_write_text
 from .validator import Validator
 
 LOGGER = logging.getLogger("yolocompress")

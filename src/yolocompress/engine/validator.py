@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 
 from ..data.dataset import DataConfig, create_dataloader
-from .device import select_device
+from ..core.device import select_device
 from .metrics import DetectionMetrics
 from .nms import non_max_suppression, scale_boxes, xywh2xyxy
 

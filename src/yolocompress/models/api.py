@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import ConfigError
-from ..report.stats import model_summary
+from ..core.errors import ConfigError
+from ..core.stats import model_summary
 from .builder import Model
 from .checkpoint import load_model
 from .registry import load_user_modules

@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 import yaml
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 from . import heads, modules  # noqa: F401  (registers the built-in modules)
 from .registry import lookup, registered_names
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from ..errors import CheckpointError, YoloCompressError
+from ..core.errors import CheckpointError, YoloCompressError
 from .builder import Model
 from .official import read_official
 

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..errors import CheckpointError, ConfigError
-from ..engine.device import select_device
+from ..core.errors import CheckpointError, ConfigError
+from ..core.device import select_device
 
 INPUT_NAME, OUTPUT_NAME = "images", "output0"
 OPSETS = range(11, 21)  # Resize matches PyTorch's upsampling from 11; 20 is the TorchScript exporter's last

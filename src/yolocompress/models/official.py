@@ -14,7 +14,7 @@ from collections import OrderedDict
 
 import torch
 
-from ..errors import CheckpointError
+from ..core.errors import CheckpointError
 
 _ALLOWED = {
     ("collections", "OrderedDict"): OrderedDict,

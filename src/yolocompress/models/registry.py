@@ -13,7 +13,7 @@ from typing import Callable
 
 import torch.nn as nn
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 
 # How a layer's output channels follow from its inputs:
 #   "channels": args start with c2; the builder prepends c1, scales c2 by width_multiple (CSP modules

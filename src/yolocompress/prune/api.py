@@ -17,19 +17,19 @@ import torch.nn as nn
 
 from ..data.dataset import create_dataloader, load_data_config
 from ..engine.api import find_resume_checkpoint, model_for_data, train
-from ..engine.device import select_device
-from ..engine.hyp import Hyp
+from ..core.device import select_device
+from ..core.hyp import Hyp
 from ..engine.loss import build_loss
 from ..engine.options import check_imgsz
-from ..engine.rundir import increment_path
+from ..core.rundir import increment_path
 from ..engine.trainer import TrainResult
 from ..engine.validator import Validator
-from ..errors import CheckpointError, ConfigError, YoloCompressError
+from ..core.errors import CheckpointError, ConfigError, YoloCompressError
 from ..models.checkpoint import load_model, read_checkpoint, save_checkpoint
 from ..models.registry import load_user_modules
 from ..report.plots import plot_channels
-from ..report.stats import (DEFAULT_LATENCY_ROUNDS, count_gflops, count_params, interleaved_latency, latency_key,
-                            measure_latency, measure_row)
+from ..core.stats import DEFAULT_LATENCY_ROUNDS, count_gflops, count_params, interleaved_latency, latency_key, measure_latency
+from ..report.stats import measure_row
 from ..report.tables import write_report
 from .methods import METHODS, accumulate_gradients, get_method
 from .speedup import conv_channels, per_layer_table, prune_to_target

@@ -106,7 +106,7 @@ def add_bench_parser(sub, add_common, func):
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--device", default="")
     p.add_argument("--half", action="store_true", help="FP16 latency (CUDA only)")
-    from ..report.stats import DEFAULT_LATENCY_ROUNDS
+    from ..core.stats import DEFAULT_LATENCY_ROUNDS
     p.add_argument("--latency-rounds", type=_positive_int, default=DEFAULT_LATENCY_ROUNDS,
                    help="interleaved timing passes over all models; each model keeps its median")
     p.add_argument("--workers", type=int, default=8)

@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 import torch_pruning as tp
 
-from ..errors import PruningError
+from ..core.errors import PruningError
 from ..models.heads import ImplicitA, ImplicitM
 from .methods import get_method
 from .tp_fixes import prepare_model_for_pruning

@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 import torch_pruning as tp
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 from .tp_fixes import (FixedBasePruner, FixedBNScalePruner, FixedGroupHessianImportance,
                        FixedGroupNormPruner, FixedGrowingRegPruner, prepare_model_for_pruning)
 

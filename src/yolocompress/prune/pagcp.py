@@ -28,9 +28,9 @@ import torch.nn as nn
 import torch_pruning as tp
 from torch_pruning import ops
 
-from ..errors import ConfigError, DataError, PruningError
+from ..core.errors import ConfigError, DataError, PruningError
 from ..models.heads import ImplicitA, ImplicitM
-from ..report.stats import count_gflops
+from ..core.stats import count_gflops
 from .tp_fixes import prepare_model_for_pruning
 
 LOGGER = logging.getLogger("yolocompress")

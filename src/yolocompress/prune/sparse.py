@@ -18,7 +18,7 @@ from torch_pruning.pruner import function as tp_function
 
 from ..engine.callbacks import Callback
 from ..engine.ema import unwrap
-from ..errors import CheckpointError, ConfigError, PruningError, YoloCompressError
+from ..core.errors import CheckpointError, ConfigError, PruningError, YoloCompressError
 from . import methods
 
 LOGGER = logging.getLogger("yolocompress")

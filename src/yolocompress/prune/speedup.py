@@ -2,7 +2,7 @@
 
 The pruner is built once with `iterative_steps=max_steps` and `pruning_ratio=max_ratio`. Each
 `step()` then removes about `max_ratio / max_steps` of each layer's channels (of the ranking scope
-with `global_pruning`). After each step we count GFLOPs with `report.stats.count_gflops`. We stop
+with `global_pruning`). After each step we count GFLOPs with `core.stats.count_gflops`. We stop
 at the first step whose ratio GFLOPs(before) / GFLOPs(after) reaches the target. The steps are
 small (0.45 % of the channels with the defaults), so the loop stops just past the target and does
 not overshoot it much.
@@ -16,8 +16,8 @@ from typing import Callable
 
 import torch.nn as nn
 
-from ..errors import ConfigError, PruningError
-from ..report.stats import count_gflops, count_params, measure_latency
+from ..core.errors import ConfigError, PruningError
+from ..core.stats import count_gflops, count_params, measure_latency
 from .guard import Unprunable, find_unprunable
 from .methods import build_pruner, get_method
 

@@ -8,12 +8,13 @@ import torch
 
 from ..data.dataset import load_data_config
 from ..engine.options import check_imgsz
-from ..engine.rundir import increment_path
+from ..core.rundir import increment_path
 from ..engine.validator import Validator
 from ..models.checkpoint import load_model
 from ..models.registry import load_user_modules
 from .plots import plot_tradeoff
-from .stats import DEFAULT_LATENCY_ROUNDS, interleaved_latency, latency_key, measure_row
+from ..core.stats import DEFAULT_LATENCY_ROUNDS, interleaved_latency, latency_key
+from .stats import measure_row
 from .tables import markdown_table, compare_rows, write_report
 
 LOGGER = logging.getLogger("yolocompress")

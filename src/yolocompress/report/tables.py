@@ -15,7 +15,7 @@ import json
 import math
 from pathlib import Path
 
-from ..engine.rundir import atomic_write_text
+from ..core.rundir import atomic_write_text
 
 COLUMNS = ("Model", "Parameters", "GFLOPs", "Model Size", "mAP50", "mAP50-95", "Inference Time")
 DELTA_PREFIXES = ("mAP", "precision", "recall", "Precision", "Recall")  # accuracy: a difference, not a share

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import ConfigError
+from .errors import ConfigError
 
 
 def select_device(device=None) -> torch.device:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from ..errors import ConfigError
+from .errors import ConfigError
 
 
 @dataclass
