@@ -10,20 +10,21 @@ import multiprocessing
 import os
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import partial
 from pathlib import Path
 from typing import Callable
 
 import torch
 
-from yolocompress.cli import build_parser
 from yolocompress.distill.api import distill_callbacks_factory
+from yolocompress.distill.options import DistillOptions
 from yolocompress.engine.api import train
 from yolocompress.core.hyp import Hyp
 from yolocompress.engine.options import TrainOptions
 from yolocompress.models.checkpoint import load_model, read_checkpoint
 from yolocompress.prune.api import prune_command
+from yolocompress.prune.options import PruneOptions
 from yolocompress.core.stats import count_gflops, count_params, interleaved_latency, measure_latency
 from yolocompress.report.stats import checkpoint_size_mb
 from yolocompress.report.tables import compare_rows, markdown_table
@@ -117,43 +118,44 @@ class Results:
         tmp.replace(self.path)
 
 
-def kd_flags(logit: str | None = None, feature: str | None = None, teacher=None, imgsz: int = 640,
-             logit_weight: float = 1.0, feature_weight: float = 1.0) -> argparse.Namespace:
-    """The distillation flags of the CLI as a namespace (defaults for everything not given)."""
-    return argparse.Namespace(teacher=teacher, kd_logit=logit, kd_logit_weight=logit_weight, kd_obj_weighted=False,
-                              kd_feature=feature, kd_feature_weight=feature_weight, kd_layers=None,
-                              kd_teacher_layers=None, kd_schedule="constant", kd_final_ratio=0.01,
-                              kd_stop_epoch=None, imgsz=imgsz)
-
-
-def kd_argv(logit: str | None, feature: str | None, teacher: str = "auto") -> list[str]:
+def kd_options(logit: str | None = None, feature: str | None = None, teacher=None, logit_weight: float = 1.0,
+               feature_weight: float = 1.0) -> DistillOptions | None:
+    """The distillation options of a row (None without a loss: the row trains without a teacher)."""
     if not (logit or feature):
-        return []
-    return ["--teacher", teacher] + (["--kd-logit", logit] if logit else []) + \
-        (["--kd-feature", feature] if feature else [])
+        return None
+    return DistillOptions(teacher=None if teacher is None else str(teacher), logit=logit, feature=feature,
+                          logit_weight=logit_weight, feature_weight=feature_weight)
+
+
+def prune_switches(flags) -> dict:
+    """PruneOptions fields from switch names as the CLI spells them (`global` -> global_pruning=True)."""
+    by_flag = {(f.metadata.get("flag") or "--" + f.name.replace("_", "-")).lstrip("-"): f.name
+               for f in fields(PruneOptions)}
+    unknown = [f for f in flags if f not in by_flag]
+    if unknown:
+        raise SystemExit(f"unknown prune switch(es) {unknown}; known: {', '.join(sorted(by_flag))}")
+    return {by_flag[f]: True for f in flags}
 
 
 def run_prune(weights, method: str, speedup: float, epochs: int, *, data, hyp, imgsz: int, batch: int, device: str,
-              workers: int, project, name: str, seed: int = 0, extra: list[str] = ()) -> dict:
-    """`yolocompress prune ... --exist-ok` as the CLI parses it; returns its summary (with `best`). With epochs=0
+              workers: int, project, name: str, seed: int = 0, switches=(), kd: DistillOptions | None = None) -> dict:
+    """`yolocompress prune ... --exist-ok` through the library; returns its summary (with `best`). With epochs=0
     only the pruning runs, and `best` is the pruned, not finetuned, model (for architecture and latency tables)."""
-    argv = ["prune", "--weights", str(weights), "--data", str(data), "--hyp", str(hyp), "--method", method,
-            "--speedup", str(speedup), "--finetune-epochs", str(epochs), "--imgsz", str(imgsz),
-            "--batch-size", str(batch), "--workers", str(workers), "--project", str(project), "--name", name,
-            "--seed", str(seed), "--exist-ok", *extra]
-    if device:
-        argv += ["--device", device]
-    return prune_command(build_parser().parse_args(argv))
+    prune = PruneOptions(method=method, speedup=speedup, finetune_epochs=epochs, **prune_switches(switches))
+    opts = TrainOptions(data=str(data), hyp=str(hyp), imgsz=imgsz, batch_size=batch, workers=workers,
+                        project=str(project), name=name, seed=seed, exist_ok=True, device=device or "",
+                        epochs=max(epochs, 1))
+    return prune_command(str(weights), prune, opts, kd)
 
 
 def run_train(*, data, hyp, epochs: int, imgsz: int, batch: int, device: str, workers: int, project, name: str,
-              seed: int = 0, weights=None, cfg=None, model=None, meta=None, kd: argparse.Namespace | None = None,
+              seed: int = 0, weights=None, cfg=None, model=None, meta=None, kd: DistillOptions | None = None,
               default_teacher=None, noautoanchor: bool = False):
     """One training run with the engine (optionally distilled); returns the engine's TrainResult. A run of the same
     name that was interrupted (its last.pt holds training state short of `epochs`) is resumed, not restarted."""
     opts = TrainOptions(data=str(data), epochs=epochs, batch_size=batch, imgsz=imgsz, device=device, workers=workers,
                         project=str(project), name=name, exist_ok=True, noautoanchor=noautoanchor, seed=seed)
-    factory = distill_callbacks_factory(kd, default_teacher=default_teacher) if kd is not None else None
+    factory = distill_callbacks_factory(kd, imgsz, default_teacher=default_teacher)
     last = Path(project) / name / "weights" / "last.pt"
     state = read_checkpoint(last).get("train_state") if last.is_file() else None
     if state and state["epoch"] + 1 < epochs:

@@ -21,9 +21,9 @@ import json
 import time
 from pathlib import Path
 
-from common import FIXTURE, Bench, add_bench_args, add_v7_args, kd_argv, run_prune, run_train, table
+from common import FIXTURE, Bench, add_bench_args, add_v7_args, kd_options, run_prune, run_train, table
 from yolocompress.prune.methods import METHODS
-from yolocompress.report.bench import bench_command
+from yolocompress.bench import BenchOptions, bench_command
 
 
 def main():
@@ -51,11 +51,10 @@ def main():
         rows = [r for k, r in b.results.data["rows"].items() if k.startswith(model + "/")]
         print(f"\n{model}\n" + table(rows))
         if not a.no_bench and not a.latency_only:
-            bench_command(argparse.Namespace(
-                weights=[r["weights"] for r in rows], data=a.data, imgsz=a.imgsz, batch_size=32, device=a.device,
+            bench_command(BenchOptions(
+                weights=[r["weights"] for r in rows], data=str(a.data), imgsz=a.imgsz, batch_size=32, device=a.device,
                 half=b.validator.device.type == "cuda", workers=a.workers, latency_rounds=a.latency_rounds,
-                project=str(Path(a.project) / "bench"),
-                name=model, exist_ok=True, modules=[]))
+                project=str(Path(a.project) / "bench"), name=model, exist_ok=True, labels=[r["Model"] for r in rows]))
 
 
 def import_prune_bench(results, path, a):
@@ -96,9 +95,8 @@ def run_all(b: Bench):
             k = f"{model}/{method}/{speedup}x" + ("/kd" if kd else "")
             if not results.has(k):
                 t0 = time.time()
-                extra = kd_argv(a.kd, None) if kd else []
-                res = run_prune(base, method, speedup, a.finetune_epochs, name=k.replace("/", "-"), extra=extra,
-                                **common)
+                res = run_prune(base, method, speedup, a.finetune_epochs, name=k.replace("/", "-"),
+                                kd=kd_options(a.kd, teacher="auto") if kd else None, **common)
                 b.add(k, f"{model} {method} {speedup}x" + (f" +KD {a.kd}" if kd else ""), res["best"], t0)
 
         for method in a.methods:

@@ -14,7 +14,7 @@ On a 2-core CPU, setting (b) takes about 5 min per config; setting (a) needs hou
 import argparse
 import time
 
-from common import FIXTURE, Bench, add_bench_args, kd_flags, run_prune, run_train, table
+from common import FIXTURE, Bench, add_bench_args, kd_options, run_prune, run_train, table
 from yolocompress.models.checkpoint import load_model, read_checkpoint
 
 CONFIGS = {"none": (None, None), "l1": ("l1", None), "l2": ("l2", None), "ast": ("ast", None),
@@ -70,7 +70,7 @@ def setting_a(b: Bench):
         if not results.has(f"a/{c}"):
             t0 = time.time()
             logit, feature, w = config(c)
-            kd = kd_flags(logit, feature, teacher=teacher, imgsz=a.imgsz, feature_weight=w) if c != "none" else None
+            kd = kd_options(logit, feature, teacher=teacher, feature_weight=w)
             res = run_train(cfg="yolov5n.yaml", epochs=a.epochs_a, name=f"a-{c}", kd=kd, **b.common)
             b.add(f"a/{c}", f"yolov5n {c}", res.best, t0)
 
@@ -91,7 +91,7 @@ def setting_b(b: Bench):
         model = load_model(pruned, nc=b.data.nc)[0]
         res = run_train(model=model, meta=read_checkpoint(pruned)["meta"], epochs=a.epochs_b,
                         name=f"b-{c.replace('*', '-w')}", noautoanchor=True, **b.common,
-                        kd=kd_flags(logit, feature, teacher=str(FIXTURE), imgsz=a.imgsz, feature_weight=w))
+                        kd=kd_options(logit, feature, teacher=str(FIXTURE), feature_weight=w))
         b.add(f"b/{c}", f"LAMP 2.0x, KD {c}", res.best, t0)
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import time
 from functools import partial
 from pathlib import Path
 
-from common import (FIXTURE, Bench, Job, add_bench_args, add_v7_args, kd_argv, kd_flags, prune_best, table,
+from common import (FIXTURE, Bench, Job, add_bench_args, add_v7_args, kd_options, prune_best, table,
                     train_best)
 from yolocompress.prune.methods import METHODS
 
@@ -84,19 +84,19 @@ def row_jobs(b: Bench, model: str, base: str) -> list[Job]:
     kd_label = f" +KD {logit}" if logit else ""
     jobs = []
     if not b.results.has(row_key(model, "control")) and a.finetune_epochs > 0:  # 0: pruned models as pruned
-        kd = kd_flags(logit, teacher=base, imgsz=a.imgsz) if logit else None
+        kd = kd_options(logit, teacher=base)
         jobs.append(Job(row_key(model, "control"), f"control: baseline finetuned {a.finetune_epochs} epochs{kd_label}",
                         train_best, dict(common, weights=base, epochs=a.finetune_epochs, name=f"{name}control",
                                          noautoanchor=True, kd=kd)))
     for m in a.methods:
         if not b.results.has(row_key(model, m)):
             method, *flags = m.split("+")  # e.g. lamp+global: LAMP ranking channels across layers
-            kd = kd_argv(logit, None) if a.finetune_epochs else []  # kd_argv: [] without a loss
+            kd = kd_options(logit, teacher="auto") if a.finetune_epochs else None
             tuned = kd_label if a.finetune_epochs else ", not finetuned"
             label = f"{method} {a.speedup}x" + "".join(f" --{f}" for f in flags) + tuned
             jobs.append(Job(row_key(model, m), label, prune_best,
                             dict(common, weights=base, method=method, speedup=a.speedup, epochs=a.finetune_epochs,
-                                 name=f"{name}{m}", extra=[f"--{f}" for f in flags] + kd)))
+                                 name=f"{name}{m}", switches=flags, kd=kd)))
     return jobs
 
 

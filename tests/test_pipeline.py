@@ -87,12 +87,15 @@ def test_compress_resumes_at_the_first_unfinished_stage(demo_data, base, tmp_pat
 
 
 def test_compress_refuses_other_settings_in_the_same_folder(demo_data, base, tmp_path):
-    args = main.__globals__["build_parser"]().parse_args(_argv(demo_data, base, tmp_path))
+    from yolocompress.cli import parse_command
+    from yolocompress.core.options import flat_settings
+    _, kw, _ = parse_command(_argv(demo_data, base, tmp_path))
+    settings = flat_settings(kw["train_opts"], kw["prune"], kw["sparse"], kw["distill"])
     (tmp_path / "c").mkdir()
-    pipeline._check_settings(tmp_path / "c", args)
-    args.speedup = 3.0
+    pipeline._check_settings(tmp_path / "c", settings)
+    settings["speedup"] = 3.0
     with pytest.raises(ConfigError, match="speedup"):
-        pipeline._check_settings(tmp_path / "c", args)
+        pipeline._check_settings(tmp_path / "c", settings)
 
 
 def test_compress_with_finetune_epochs_0_reports_the_pruned_model(demo_data, base, tmp_path):

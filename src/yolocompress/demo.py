@@ -13,6 +13,15 @@ from pathlib import Path
 
 import torch
 
+from .core.hyp import Hyp
+from .core.options import option
+from .data.demo import make_demo_dataset
+from .distill.options import DistillOptions
+from .engine.api import train
+from .engine.options import TrainOptions
+from .pipeline import compress_command
+from .prune.options import PruneOptions
+from .bench import BenchOptions, bench_command
 from .stages import StageRunner
 
 LOGGER = logging.getLogger("yolocompress")
@@ -31,19 +40,21 @@ class DemoRecipe:
     hyp: tuple = (("fliplr", 0.0), ("obj", 5.0), ("cls", 4.0), ("lr0", 0.02))
 
 
+@dataclass
+class DemoOptions:
+    """The end-to-end demo"""
+
+    quick: bool = option(False, "toy size, a few minutes (what the tests run)")
+    out: str = option("runs/demo", "folder of the demo's stages (a rerun continues where it stopped)")
+    device: str = option("cpu", "cpu or a CUDA index")
+
+
 FULL = DemoRecipe(n_train=600, n_val=120, imgsz=128, epochs=80, finetune_epochs=10, batch_size=16)
 QUICK = DemoRecipe(n_train=48, n_val=16, imgsz=64, epochs=2, finetune_epochs=1, batch_size=16)
 
 
-def run_demo(quick: bool = False, out: str = "runs/demo", device: str = "cpu", workers: int = 2) -> dict:
-    from .cli import build_parser
-    from .data.demo import make_demo_dataset
-    from .engine.api import train
-    from .core.hyp import Hyp
-    from .engine.options import TrainOptions
-    from .pipeline import compress_command
-    from .report.bench import bench_command
-
+def run_demo(opts: DemoOptions, workers: int = 2) -> dict:
+    quick, out, device = opts.quick, opts.out, opts.device
     recipe = QUICK if quick else FULL
     if str(device) == "cpu" and (os.cpu_count() or 1) <= 2:
         # on a 2-core machine one intra-op thread leaves the other core to the data-loader workers; two threads
@@ -68,15 +79,14 @@ def run_demo(quick: bool = False, out: str = "runs/demo", device: str = "cpu", w
         return {"best": str(res.best), "mAP50": res.metrics.get("mAP50"), "mAP50-95": res.metrics.get("mAP50-95")}
 
     base = runner.run("2-baseline", baseline, resumable=True)
-    common = ["--data", data, "--imgsz", str(recipe.imgsz), "--device", device, "--workers", str(workers)]
-    parser = build_parser()
-    comp = compress_command(parser.parse_args(
-        ["compress", "--weights", base["best"], "--method", "lamp", "--speedup", "2.0", "--epochs",
-         str(recipe.finetune_epochs), "--batch-size", str(recipe.batch_size), "--hyp", str(hyp_file), "--teacher",
-         "auto", "--kd-logit", "l2", "--report-batch", "32", "--project", str(root), "--name", "3-compress", *common]))
-    bench = runner.run("4-bench", lambda d, r: bench_command(parser.parse_args(
-        ["bench", "--weights", base["best"], comp["best"], "--batch-size", "32", "--project", str(root),
-         "--name", d.name, "--exist-ok", *common])))
+    finetune = TrainOptions(data=data, epochs=recipe.finetune_epochs, batch_size=recipe.batch_size,
+                            imgsz=recipe.imgsz, device=device, workers=workers, hyp=str(hyp_file), project=str(root),
+                            name="3-compress")
+    comp = compress_command(base["best"], PruneOptions(method="lamp", speedup=2.0, report_batch=32), finetune,
+                            distill=DistillOptions(teacher="auto", logit="l2"))
+    bench = runner.run("4-bench", lambda d, r: bench_command(BenchOptions(
+        weights=[base["best"], comp["best"]], data=data, imgsz=recipe.imgsz, batch_size=32, device=device,
+        workers=workers, project=str(root), name=d.name, exist_ok=True)))
     print(f"\ndemo complete: baseline mAP50 {base['mAP50']:.3f}, compressed mAP50 {comp['mAP50']:.3f} at "
           f"{comp['speedup_gflops']:.2f}x fewer GFLOPs\nplots: " + ", ".join(bench["plots"]))
     return {"baseline": base, "compressed": {k: comp[k] for k in ("best", "mAP50", "mAP50-95", "speedup_gflops")},

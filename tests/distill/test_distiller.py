@@ -206,10 +206,8 @@ def test_feature_distillation_allows_other_anchors(student):
 
 # ---- flags -> callbacks (distill/api.py) ---------------------------------------------------------------
 def flags(**kw):
-    base = dict(teacher=None, kd_logit=None, kd_logit_weight=1.0, kd_obj_weighted=False, kd_feature=None,
-                kd_feature_weight=1.0, kd_layers=None, kd_teacher_layers=None, kd_schedule="constant",
-                kd_final_ratio=0.01, kd_stop_epoch=None, imgsz=IMGSZ)
-    return Namespace(**{**base, **kw})
+    """DistillOptions as the CLI builds them from `--kd-*` flags (kd_logit -> logit, ...)."""
+    return DistillOptions(**{k.removeprefix("kd_"): v for k, v in kw.items()})
 
 
 @pytest.mark.parametrize("kw,match", [
@@ -274,7 +272,7 @@ def test_cli_train_with_teacher(files, monkeypatch):
     ckpt = read_checkpoint(run / "weights" / "last.pt")
     saved = ckpt["extra"]["distill"]["feature_loss"]
     assert saved and all(torch.equal(saved[k], v) for k, v in cb.feature_loss.state_dict().items())
-    assert ckpt["train_state"]["callbacks"][0]["feature_loss"].keys() == saved.keys()
+    assert ckpt["train_state"]["callbacks"]["distill"]["feature_loss"].keys() == saved.keys()
     assert ckpt["model"].keys() == read_checkpoint(files.student)["model"].keys()  # no adapter in the model
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     tags = EventAccumulator(str(run)).Reload().Tags()["scalars"]

@@ -106,7 +106,8 @@ def test_trainer_refits_bad_anchors_unless_told_not_to(demo_data, tmp_path, capl
 def test_finetunes_of_trained_models_keep_their_anchors(demo_data, tmp_path, monkeypatch):
     """prune's finetune, compress's finetune stage and PAGCP's round finetunes train a trained head: no re-fit."""
     from yolocompress import pipeline
-    from yolocompress.cli import build_parser
+    from yolocompress.cli import parse_command
+    from yolocompress.data.dataset import load_data_config
     from yolocompress.engine import api as engine_api
     from yolocompress.models.checkpoint import save_checkpoint
     from yolocompress.prune import api as prune_api
@@ -123,16 +124,17 @@ def test_finetunes_of_trained_models_keep_their_anchors(demo_data, tmp_path, mon
 
     weights = tmp_path / "w.pt"
     save_checkpoint(weights, Model(tiny_config()), meta={})
-    args = build_parser().parse_args(["compress", "--weights", str(weights), "--data", str(demo_data),
-                                      "--method", "l1", "--finetune-epochs", "1", "--imgsz", "64"])
-    assert prune_api._finetune_options(args, tmp_path / "exp").noautoanchor
+    _, kw, _ = parse_command(["compress", "--weights", str(weights), "--data", str(demo_data),
+                              "--method", "l1", "--finetune-epochs", "1", "--imgsz", "64"])
+    assert prune_api.finetune_options(kw["train_opts"], kw["prune"], tmp_path / "exp").noautoanchor
 
     monkeypatch.setattr(pipeline, "train", fake_train)
     with pytest.raises(Captured):
-        pipeline._finetune_stage(tmp_path / "finetune", False, args, str(weights), str(weights))
+        pipeline._finetune_stage(tmp_path / "finetune", False, kw["prune"], kw["train_opts"], kw["distill"],
+                                 load_data_config(str(demo_data)), str(weights), {"imgsz": 64},
+                                 str(weights))
 
     monkeypatch.setattr(engine_api, "train", fake_train)
-    args.round_finetune_epochs = 1
     with pytest.raises(Captured):
-        pagcp._round_finetuner(args, None, tmp_path, torch.device("cpu"))(Model(tiny_config()), 0)
+        pagcp._round_finetuner(kw["train_opts"], 1, None, tmp_path, torch.device("cpu"))(Model(tiny_config()), 0)
     assert seen == [True, True]

@@ -9,7 +9,8 @@ from torchvision.ops import complete_box_iou
 from .loss_fakes import FakeHead, FakeModel, encode_box, zero_raw
 from yolocompress.engine.boxes import bbox_ciou, box_iou, xywh2xyxy
 from yolocompress.core.hyp import Hyp
-from yolocompress.engine.loss import DetectionLoss, build_loss, find_candidates
+from yolocompress.engine.loss import DetectionLoss, find_candidates
+from yolocompress.engine.losses import build_loss
 from yolocompress.engine.loss_ota import OTADetectionLoss
 from yolocompress.core.errors import ConfigError, DataError
 

@@ -30,6 +30,7 @@ EXPECTED = {
                       None, "per_sample"),
     "group_taylor": (imp.GroupTaylorImportance, {"group_reduction": "mean"}, fx.FixedBasePruner, {},
                      None, "grad"),
+    "pagcp": (imp.MagnitudeImportance, {"p": 1}, None, {}, None, None),
 }
 
 
@@ -46,6 +47,18 @@ def test_row(name):
     assert {k: getattr(scorer, k) for k in attrs} == attrs
     assert (m.pruner_class, dict(m.pruner_kwargs)) == (pruner_cls, kwargs)
     assert (m.needs_sparse, m.sparse_kind, m.needs_grad) == (sparse_kind is not None, sparse_kind, needs_grad)
+    assert m.strategy == ("pagcp" if name == "pagcp" else "torch_pruning")
+
+
+def test_pagcp_is_a_row_and_cli_lists_come_from_the_table():
+    from yolocompress.prune.methods import get_method, sparse_method_names, torch_pruning_method_names
+    assert get_method("pagcp").strategy == "pagcp"
+    assert sparse_method_names() == ["slim", "group_slim", "group_sl", "group_reg"]
+    assert torch_pruning_method_names() == [n for n in EXPECTED if n != "pagcp"]
+    with pytest.raises(ValueError):  # a Torch-Pruning row without a pruner class, a PAGCP row with one
+        PruneMethod("x", imp.RandomImportance, None)
+    with pytest.raises(ValueError):
+        PruneMethod("x", imp.RandomImportance, fx.FixedBasePruner, strategy="pagcp")
 
 
 def test_method_row_is_frozen_and_validated():
@@ -88,7 +101,7 @@ def _batches(n_batches=2, b=2):
     return out
 
 
-@pytest.mark.parametrize("name", EXPECTED)
+@pytest.mark.parametrize("name", [n for n in EXPECTED if n != "pagcp"])  # PAGCP: tests/prune/test_pagcp.py
 def test_method_prunes_tiny_net(name):
     """Sparse step / gradients as the method needs, then step until MACs drop >= 1.5x."""
     model, x = make()

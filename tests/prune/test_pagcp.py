@@ -1,5 +1,4 @@
 """PAGCP: the loss bounds hold layer by layer, thresholds and top-k behave, rounds stop, both families work."""
-import argparse
 import copy
 import json
 import math
@@ -10,11 +9,13 @@ import torch.nn as nn
 import torch_pruning as tp
 
 from yolocompress.core.hyp import Hyp
-from yolocompress.engine.loss import build_loss
+from yolocompress.engine.losses import build_loss
 from yolocompress.core.errors import ConfigError
 from yolocompress.models.builder import Model
 from yolocompress.models.heads import ImplicitA, ImplicitM
 from yolocompress.prune import pagcp
+from yolocompress.engine.options import TrainOptions
+from yolocompress.prune.options import PagcpOptions, PruneOptions
 from yolocompress.prune.pagcp import LayerRecord, pagcp_prune, select_topk, solve_lambda
 from yolocompress.core.stats import count_gflops
 
@@ -308,11 +309,14 @@ def test_prune_pagcp_on_demo_data(demo_data, tmp_path):
     from yolocompress.data.dataset import load_data_config
     data = load_data_config(demo_data)
     model = lively({**MINI_V7, "nc": data.nc}, make_batches(nc=data.nc))
-    args = argparse.Namespace(speedup=50.0, initial_rate=0.1, initial_thres=5.0, topk=1.0, exp=False,
-                              rate_slope=0.0, thres_slope=0.0, rounds=2, calib_batches=2, round_finetune_epochs=1,
-                              data=str(demo_data), imgsz=IMGSZ, batch_size=4, workers=0, device="cpu",
-                              project=str(tmp_path), name="exp", modules=[])
-    pruned, extra = pagcp.prune_pagcp(model, args, data, Hyp.default_for(model.yaml), "cpu")
+    prune = PruneOptions(method="pagcp", speedup=50.0, pagcp=PagcpOptions(
+        initial_rate=0.1, initial_thres=5.0, topk=1.0, exp=False, rate_slope=0.0, thres_slope=0.0, rounds=2,
+        calib_batches=2, round_finetune_epochs=1))
+    train = TrainOptions(data=str(demo_data), imgsz=IMGSZ, batch_size=4, workers=0, device="cpu",
+                         project=str(tmp_path), name="exp")
+    outcome = pagcp.pagcp_strategy(model, prune, train, data, Hyp.default_for(model.yaml), "cpu", IMGSZ,
+                                   tmp_path / "exp")
+    pruned, extra = outcome.model, {**outcome.summary(), "skipped": outcome.skipped}
     report = extra["pagcp"]
     assert report["calib_batches"] == 2 and report["calib_images"] == 8
     assert not report["reached"] and report["rounds"] == 2 and report["gflops_ratio"] > 1 and report["wall_s"] > 0

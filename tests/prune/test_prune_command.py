@@ -9,10 +9,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from yolocompress.cli import build_parser, main
+from yolocompress.cli import main, parse_command
 from yolocompress.data.dataset import load_data_config
 from yolocompress.data.demo import make_demo_dataset
 from yolocompress.engine.api import val
+from yolocompress.engine.options import ValOptions
 from yolocompress.core.hyp import Hyp
 from yolocompress.core.errors import TrainingError
 from yolocompress.models.builder import Model
@@ -89,7 +90,8 @@ def test_the_pruned_checkpoints_load_validate_export_and_prune_again(run, demo, 
     best, best_ckpt = load_model(d / "weights" / "best.pt")
     assert best_ckpt["meta"]["pruned"] and best.model[1].conv.out_channels == pruned.model[1].conv.out_channels
     assert best.model[1].conv.out_channels < Model(v5_cfg(nc=10)).model[1].conv.out_channels
-    metrics = val(str(d / "weights" / "best.pt"), demo.data, imgsz=IMGSZ, batch_size=8, device="cpu", workers=0)
+    metrics = val(ValOptions(weights=str(d / "weights" / "best.pt"), data=demo.data, imgsz=IMGSZ, batch_size=8,
+                             device="cpu", workers=0))
     assert metrics["mAP50"] == pytest.approx(run.result["mAP50"])
     assert check_onnx(export_onnx(best, tmp_path / "best.onnx", imgsz=IMGSZ), best, imgsz=IMGSZ) < 1e-3
     again = prune_to_target(best, image(), "l1", 1.3, imgsz=IMGSZ, max_steps=20, measure=False)
@@ -98,14 +100,14 @@ def test_the_pruned_checkpoints_load_validate_export_and_prune_again(run, demo, 
 
 def test_resume_continues_an_interrupted_finetune(run, demo, tmp_path):
     d = shutil.copytree(run.save_dir, tmp_path / "exp")
-    args = build_parser().parse_args(prune_argv(demo, "--method", "l1", "--resume", str(d)))
+    _, kw, _ = parse_command(prune_argv(demo, "--method", "l1", "--resume", str(d)))
     with pytest.raises(TrainingError, match="nothing to resume"):  # the one finetune epoch is done
-        api.prune_command(args)
+        api.prune_command(**kw)
     last = d / "weights" / "last.pt"
     ckpt = torch.load(last, weights_only=True)
     ckpt["meta"]["opt"]["epochs"] = 2  # as if stopped after epoch 1 of 2
     torch.save(ckpt, last)
-    res = api.prune_command(args)
+    res = api.prune_command(**kw)
     assert res["save_dir"] == str(d) and JSON_KEYS <= set(res)
     assert res["speedup_gflops"] == pytest.approx(run.result["speedup_gflops"])
     timed = "Inference Time (bs 2)"  # re-timed beside the pruned model in every report
@@ -132,7 +134,7 @@ def test_gradient_batches_score_with_the_detection_loss_and_keep_bn_statistics(d
     hyp = Hyp.default_for(model.yaml)
     batches = api.gradient_batches(data, IMGSZ, 4, 32, hyp, 2, workers=0)
     assert len(batches) == 2 and batches[0][0].dtype == torch.uint8 and batches[0][1].shape[1] == 6
-    from yolocompress.engine.loss import build_loss
+    from yolocompress.engine.losses import build_loss
     grad_fn = api.detection_grad_fn("group_taylor", batches, build_loss(model, hyp, IMGSZ), torch.device("cpu"))
     bn = model.model[0].bn
     mean = bn.running_mean.clone()
@@ -144,20 +146,22 @@ def test_gradient_batches_score_with_the_detection_loss_and_keep_bn_statistics(d
 def test_pagcp_is_dispatched_to_its_own_loop(demo, monkeypatch):
     seen = {}
 
-    def fake_pagcp(model, args, data, hyp, device, save_dir=None):
-        seen.update(args=args, data=data, hyp=hyp, device=device)
-        prune_to_target(model, image(), "l1", 1.5, imgsz=IMGSZ, max_steps=20, measure=False)
-        return model, {"pagcp": {"rounds": 1}, "skipped": [{"layer": 1, "module": "model.1.conv", "reason": "x"}]}
-    import yolocompress.prune.pagcp as pagcp
-    monkeypatch.setattr(pagcp, "prune_pagcp", fake_pagcp)
-    args = build_parser().parse_args(prune_argv(demo, "--method", "pagcp"))
+    def fake_pagcp(model, prune, train, data, hyp, device, imgsz, save_dir):
+        seen.update(prune=prune, data=data, hyp=hyp, device=device)
+        out = prune_to_target(model, image(), "l1", 1.5, imgsz=IMGSZ, max_steps=20, measure=False)
+        out.skipped = [{"layer": 1, "module": "model.1.conv", "reason": "x"}]
+        out.extra = {"pagcp": {"rounds": 1}}
+        return out
+    monkeypatch.setitem(api.STRATEGIES, "pagcp", fake_pagcp)
+    _, kw, _ = parse_command(prune_argv(demo, "--method", "pagcp"))
     data = load_data_config(demo.data)
     torch.manual_seed(0)
     model = Model(v5_cfg(nc=10))
     hyp = Hyp.default_for(model.yaml)
-    pruned, summary, skipped, per_layer = api.prune_model(model, args, data, hyp, torch.device("cpu"), IMGSZ, 32,
-                                                     demo.root / "pagcp_run")
-    assert seen["args"] is args and seen["hyp"] is hyp and seen["data"] is data
+    outcome = api.prune_model(model, kw["prune"], kw["train"], data, hyp, torch.device("cpu"), IMGSZ,
+                              demo.root / "pagcp_run")
+    summary, skipped, per_layer = outcome.summary(), outcome.skipped, outcome.per_layer
+    assert seen["prune"] is kw["prune"] and seen["hyp"] is hyp and seen["data"] is data
     assert summary["speedup_gflops"] >= 1.5 and summary["pagcp"] == {"rounds": 1}
     assert skipped[0]["module"] == "model.1.conv" and any(r["after"] < r["before"] for r in per_layer)
 

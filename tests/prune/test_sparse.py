@@ -6,10 +6,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from yolocompress.cli import build_parser
+from yolocompress.cli import parse_command
 from yolocompress.data.demo import make_demo_dataset
 from yolocompress.core.hyp import Hyp
-from yolocompress.engine.loss import build_loss
+from yolocompress.engine.losses import build_loss
 from yolocompress.core.errors import CheckpointError, ConfigError, PruningError
 from yolocompress.models.builder import Model
 from yolocompress.models.checkpoint import read_checkpoint, save_checkpoint
@@ -174,17 +174,18 @@ class Interrupted(Exception):
     pass
 
 
-def _args(tmp_path, data, weights, *extra):
-    return build_parser().parse_args([
+def _args(tmp_path, data, weights, *extra) -> dict:
+    """The keyword arguments of `sparse_command` that these flags give."""
+    return parse_command([
         "sparse", "--weights", str(weights), "--data", str(data), "--method", "group_reg", "--reg", "1e-3",
         "--epochs", "2", "--batch-size", "8", "--imgsz", str(IMGSZ), "--device", "cpu", "--workers", "0",
-        "--project", str(tmp_path / "runs"), *extra])
+        "--project", str(tmp_path / "runs"), *extra])[1]
 
 
 def test_resuming_a_run_that_is_not_sparse_training_is_refused(tmp_path):
     last = save_checkpoint(tmp_path / "run" / "weights" / "last.pt", _model(), train_state={"epoch": 0}, meta={})
     with pytest.raises(CheckpointError, match="not a sparse-training run"):
-        sparse.sparse_command(_args(tmp_path, "data.yaml", last, "--resume", str(last)))
+        sparse.sparse_command(**_args(tmp_path, "data.yaml", last, "--resume", str(last)))
 
 
 def test_sparse_command_writes_records_and_resumes(tmp_path, monkeypatch):
@@ -202,15 +203,15 @@ def test_sparse_command_writes_records_and_resumes(tmp_path, monkeypatch):
 
     monkeypatch.setattr(SparseCallback, "on_epoch_end", crash_in_second_epoch)
     with pytest.raises(Interrupted):
-        sparse.sparse_command(_args(tmp_path, data, weights))
+        sparse.sparse_command(**_args(tmp_path, data, weights))
     monkeypatch.setattr(SparseCallback, "on_epoch_end", real_end)
     run = tmp_path / "runs" / "exp"
     assert read_checkpoint(run / "weights" / "last.pt")["train_state"]["epoch"] == 0
 
     # resume: the saved settings win over the command line's (--method slim is ignored)
-    args = _args(tmp_path, data, weights, "--resume", str(run))
-    args.method = "slim"
-    out = sparse.sparse_command(args)
+    kw = _args(tmp_path, data, weights, "--resume", str(run))
+    kw["sparse"].method = "slim"
+    out = sparse.sparse_command(**kw)
 
     assert out["save_dir"] == str(run) and out["method"] == "group_reg"
     assert 0.0 <= out["bn_lt_1e-2"] <= 1.0 and out["mAP50"] is not None

@@ -3,12 +3,12 @@ import pytest
 import torch
 
 from yolocompress.core.hyp import Hyp
-from yolocompress.engine.loss import build_loss
+from yolocompress.engine.losses import build_loss
 from yolocompress.core.errors import ConfigError
 from yolocompress.models.checkpoint import load_model, save_checkpoint
 from yolocompress.models.export import check_onnx, export_onnx
 from yolocompress.prune import speedup as speedup_mod
-from yolocompress.prune.methods import METHODS, accumulate_gradients
+from yolocompress.prune.methods import METHODS, accumulate_gradients, torch_pruning_method_names
 from yolocompress.prune.speedup import prune_to_target
 from yolocompress.core.stats import count_gflops
 
@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"),
               pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 TARGET = 1.5
 STEPS = 20  # coarse steps keep the tests fast; the default 200 lands within 1 % of the target
-CASES = [("v5", m) for m in METHODS] + [("v7", m) for m in ("l1", "group_slim", "group_hessian", "group_taylor")]
+CASES = [("v5", m) for m in torch_pruning_method_names()] + [("v7", m) for m in ("l1", "group_slim", "group_hessian", "group_taylor")]
 
 
 @pytest.fixture(autouse=True)

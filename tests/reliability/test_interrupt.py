@@ -114,7 +114,8 @@ class Crash(Exception):
 @pytest.mark.parametrize("where", ["results.csv", "best.pt", "last.pt"])
 def test_crash_at_each_write_of_an_epoch_end(where, inputs, tmp_path, capsys, monkeypatch):
     """Kill the writer just before results.csv, best.pt or last.pt of epoch 1: the resume still has no gap."""
-    from yolocompress.engine import rundir, trainer
+    from yolocompress.core import rundir
+    from yolocompress.engine import trainer
     project = tmp_path / "runs"
     run = project / "exp"
     real_append, real_save = rundir.ResultsCSV.append, trainer.save_checkpoint

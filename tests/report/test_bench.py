@@ -61,7 +61,7 @@ def test_model_size_is_comparable_across_file_formats(tmp_path):
 
 def test_interleaved_latency_times_models_in_turn_and_keeps_medians(monkeypatch):
     """A machine that slows down over time must not make the model timed last look slow."""
-    from yolocompress.report import stats
+    from yolocompress.core import stats
     calls, copied = [], []
 
     def fake(model, x, warmup=3, repeats=10):

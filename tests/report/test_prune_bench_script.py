@@ -15,7 +15,7 @@ from yolocompress.models.checkpoint import save_checkpoint
 from ..conftest import tiny_config, write_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-HYPS = ROOT / "src" / "yolocompress" / "engine" / "hyps"
+HYPS = ROOT / "src" / "yolocompress" / "core" / "hyps"
 
 
 def _bench(demo_data, tmp, *extra):

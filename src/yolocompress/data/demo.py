@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from ..core.errors import DataError
+from ..core.options import option, positive_int
 
 MARKER = "# yolocompress demo dataset"
 VAL_FRACTION = 0.2
@@ -132,6 +134,17 @@ def _check_args(n_train, n_val, imgsz, obj_min, obj_max, max_objects) -> None:
         problems.append("max_objects must be at least 1")
     if problems:
         raise DataError("demo dataset: " + "; ".join(problems))
+
+
+@dataclass
+class DemoDataOptions:
+    """The built-in digits dataset"""
+
+    out: str = option("data/digits", "folder to write the dataset into", flag="OUT")
+    train: int = option(600, "training images", type=positive_int)
+    val: int = option(120, "validation images", type=positive_int)
+    imgsz: int = option(128, "image side in pixels", type=positive_int)
+    seed: int = option(0, "random seed (the same seed and library versions give the same files)")
 
 
 def make_demo_dataset(out: str | Path, n_train: int = 600, n_val: int = 120, imgsz: int = 128, seed: int = 0,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -20,52 +20,13 @@ from ..engine.callbacks import Callback
 from ..core.errors import CheckpointError, ConfigError
 from ..models.checkpoint import load_model
 from ..core.stats import count_params
-from .feature import FEATURE_LOSSES, MGD, build_feature_loss
-from .logit import LOGIT_LOSSES, Gains, build_logit_loss
+from .feature import build_feature_loss
+from .logit import Gains, build_logit_loss
+from .options import DistillOptions
 from .schedule import KDSchedule
 
 LOGGER = logging.getLogger("yolocompress")
 TERMS = ("kd_logit", "kd_feature")
-
-
-@dataclass
-class DistillOptions:
-    """What to distil and how strongly (the `--kd-*` flags). ``None`` layers mean the head inputs."""
-
-    logit: str | None = None
-    logit_weight: float = 1.0
-    obj_weighted: bool = False
-    feature: str | None = None
-    feature_weight: float = 1.0
-    layers: list[int] | None = None
-    teacher_layers: list[int] | None = None
-    schedule: str = "constant"
-    final_ratio: float = 0.01
-    stop_epoch: int | None = None
-    logit_options: dict = field(default_factory=dict)  # e.g. {"beta": 1.0} for ast
-    feature_options: dict = field(default_factory=dict)  # e.g. {"mask_ratio": 0.65, "alpha": 2e-5} for mgd
-    teacher_half: bool = True  # FP16 teacher on CUDA
-
-    def check(self) -> "DistillOptions":
-        if self.logit is None and self.feature is None:
-            raise ConfigError("distillation needs a loss: add --kd-logit l1|l2|ast and/or "
-                              "--kd-feature mimic|mgd|cwd")
-        for flag, name, table in (("--kd-logit", self.logit, LOGIT_LOSSES),
-                                  ("--kd-feature", self.feature, FEATURE_LOSSES)):
-            if name is not None and name not in table:
-                raise ConfigError(f"{flag} {name!r} is unknown; choose one of {', '.join(table)}")
-        for flag, w in (("--kd-logit-weight", self.logit_weight), ("--kd-feature-weight", self.feature_weight)):
-            if not w >= 0:
-                raise ConfigError(f"{flag} must be >= 0, got {w}")
-        if self.obj_weighted and self.logit not in ("l1", "l2"):
-            raise ConfigError("--kd-obj-weighted applies to --kd-logit l1 or l2 only; drop it or change the loss")
-        if self.feature is None and (self.layers or self.teacher_layers):
-            raise ConfigError("--kd-layers/--kd-teacher-layers choose the layers of a feature loss: "
-                              "add --kd-feature mimic|mgd|cwd or drop them")
-        if self.stop_epoch is not None and self.stop_epoch < 1:
-            raise ConfigError(f"--kd-stop-epoch must be >= 1 (distil during the first E epochs), got {self.stop_epoch}")
-        KDSchedule(self.schedule, 1, self.final_ratio)  # validates kind and ratio
-        return self
 
 
 def freeze(model: nn.Module) -> nn.Module:
@@ -227,9 +188,8 @@ class DistillCallback(Callback):
             self.logit_loss = build_logit_loss(self.options.logit, student.head, gains, **logit_options).to(self.device)
         if self.feature_loss is not None:
             self.feature_loss.to(self.device).train()
-            if isinstance(self.feature_loss, MGD):
-                seed = int(getattr(trainer.opts, "seed", 0)) + max(int(getattr(trainer, "rank", -1)), 0)
-                self.feature_loss.generator = torch.Generator(device=self.device).manual_seed(seed)
+            seed = int(getattr(trainer.opts, "seed", 0)) + max(int(getattr(trainer, "rank", -1)), 0)
+            self.feature_loss.start(self.device, seed)
         self._schedule = None
 
     def multiplier(self, trainer, out) -> float:

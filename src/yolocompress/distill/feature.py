@@ -71,6 +71,9 @@ class FeatureLoss(nn.Module):
     def pair_loss(self, i: int, s: Tensor, t: Tensor) -> Tensor:
         raise NotImplementedError
 
+    def start(self, device: torch.device, seed: int) -> None:
+        """Called when training starts on `device`: a loss with randomness seeds it here (per rank)."""
+
 
 class Mimic(FeatureLoss):
     """Mean squared error between adapted student and teacher features."""
@@ -105,6 +108,9 @@ class MGD(FeatureLoss):
         self.generators = nn.ModuleList(
             nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(c, c, 3, padding=1))
             for c in self.teacher_channels)
+
+    def start(self, device: torch.device, seed: int) -> None:
+        self.generator = torch.Generator(device=device).manual_seed(seed)
 
     def pair_loss(self, i: int, s: Tensor, t: Tensor) -> Tensor:
         b, _, h, w = s.shape

@@ -11,7 +11,7 @@ from ..models.checkpoint import load_model, read_checkpoint
 from ..models.registry import load_user_modules
 from .callbacks import Callback
 from ..core.hyp import Hyp
-from .options import TrainOptions
+from .options import TrainOptions, ValOptions, check_imgsz, model_stride
 from ..core.rundir import increment_path
 from .trainer import Trainer, TrainResult, seed_everything
 from .validator import Validator
@@ -49,6 +49,7 @@ def train(opts: TrainOptions, *, weights: str | None = None, cfg: str | None = N
           resume=None, callbacks_factory=None, meta: dict | None = None, model=None) -> TrainResult:
     """Train from scratch (cfg), from weights, or resume an interrupted run.
 
+    `hyp` (a file or a `Hyp`) overrides `opts.hyp`; both None: the official values for the model.
     `callbacks_factory(model, data) -> list[Callback]` lets sparse training and distillation add their callbacks
     (built after the model exists, e.g. to size adapters). `model` may be given directly (a pruned model).
     """
@@ -59,8 +60,8 @@ def train(opts: TrainOptions, *, weights: str | None = None, cfg: str | None = N
         if not ckpt.get("train_state"):
             raise CheckpointError(f"{last}: holds no training state to resume (only last.pt of a run does)")
         saved = dict(ckpt["meta"].get("opt") or {})
-        opts = TrainOptions(**{**saved, **{k: v for k, v in (("device", opts.device), ("workers", opts.workers))
-                                           if v not in ("", None)}})
+        opts = TrainOptions.from_dict({**saved, **{k: v for k, v in (("device", opts.device),
+                                                                      ("workers", opts.workers)) if v not in ("", None)}})
         hyp = Hyp.from_dict(ckpt["meta"]["hyp"])
         meta = {**(ckpt["meta"] or {}), **(meta or {})}
         save_dir = last.parent.parent
@@ -73,6 +74,7 @@ def train(opts: TrainOptions, *, weights: str | None = None, cfg: str | None = N
         model, _ = model_for_data(weights, cfg, data, opts.modules)
     else:
         load_user_modules(opts.modules)
+    hyp = opts.hyp if hyp is None else hyp  # an explicit Hyp (a finetune's) over the options' file
     if hyp is None:
         hyp = Hyp.default_for(model.yaml)
     elif not isinstance(hyp, Hyp):
@@ -84,14 +86,13 @@ def train(opts: TrainOptions, *, weights: str | None = None, cfg: str | None = N
     return trainer.fit()
 
 
-def val(weights: str, data: str, imgsz: int = 640, batch_size: int = 32, device: str = "", workers: int = 8,
-        conf_thres: float = 0.001, iou_thres: float = 0.6, max_det: int = 300, modules=(), model=None) -> dict:
+def val(opts: ValOptions, model=None) -> dict:
     """Validate a checkpoint (ours or official) on the dataset's val split, as official val.py."""
-    d = load_data_config(data)
+    d = load_data_config(opts.data)
     if model is None:
-        model, _ = model_for_data(weights, None, d, modules)
-    from .options import check_imgsz
-    stride = max(int(model.stride.max()), 32)
-    imgsz = check_imgsz(imgsz, stride)
-    v = Validator(d, imgsz, batch_size, device, workers, conf_thres, iou_thres, max_det, stride=stride)
+        model, _ = model_for_data(opts.weights, None, d, opts.modules)
+    stride = model_stride(model)
+    imgsz = check_imgsz(opts.imgsz, stride)
+    v = Validator(d, imgsz, opts.batch_size, opts.device, opts.workers, opts.conf_thres, opts.iou_thres, opts.max_det,
+                  stride=stride)
     return v.run(model)

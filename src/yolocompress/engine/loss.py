@@ -174,11 +174,3 @@ class DetectionLoss:
             lobj = lobj + self.bce_obj(pi[..., 4].float(), tobj) * self.balance[i]
         lbox, lobj, lcls = lbox * self.box_gain, lobj * self.obj_gain, lcls * self.cls_gain
         return (lbox + lobj + lcls) * raw[0].shape[0], torch.stack((lbox, lobj, lcls)).detach()
-
-
-def build_loss(model: nn.Module, hyp: Hyp, imgsz: int) -> DetectionLoss:
-    """The YOLOv7 OTA loss when `hyp.loss_ota`, else the YOLOv5 loss."""
-    if hyp.loss_ota:
-        from .loss_ota import OTADetectionLoss  # loss_ota builds on this module
-        return OTADetectionLoss(model, hyp, imgsz)
-    return DetectionLoss(model, hyp, imgsz)

@@ -1,34 +1,49 @@
-"""Typed options of a training run (what the CLI's train flags fill in)."""
+"""Typed options of training and validation: what the `train`/`val` flags fill in, and what the library takes.
+
+Each field is declared once with `core.options.option` (its flag, default and help text come from here); the
+options several commands share (`data_option`, `imgsz_option`, ...) are declared in core/options.py.
+"""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import logging
+from dataclasses import asdict, dataclass
 
 from ..core.errors import ConfigError
+from ..core.options import (batch_option, data_option, device_option, imgsz_option, modules_option,
+                            non_negative_int, option, positive_int, workers_option)
+
+LOGGER = logging.getLogger("yolocompress")
 
 
 @dataclass
 class TrainOptions:
-    data: str = ""
-    epochs: int = 100
-    batch_size: int = 16
-    imgsz: int = 640
-    device: str = ""
-    workers: int = 8
-    seed: int = 0
-    project: str = "runs/train"
-    name: str = "exp"
-    exist_ok: bool = False
-    cos_lr: bool = False
-    nbs: int = 64  # nominal batch size: gradients accumulate to it
-    patience: int = 100
-    sync_bn: bool = False
-    val_every: int = 1  # validate every N epochs (the last epoch always)
-    noval: bool = False  # validate after the last epoch only
-    noautoanchor: bool = False  # keep the config's anchors even when they fit the data badly
-    amp: bool = True  # on CUDA only
-    max_grad_norm: float = 10.0
-    label_smoothing: float = 0.0
-    modules: list = field(default_factory=list)
+    """Training"""
+
+    data: str = data_option()
+    epochs: int = option(100, "training epochs", type=positive_int)
+    batch_size: int = batch_option(16)
+    imgsz: int = imgsz_option()
+    device: str = device_option()
+    workers: int = workers_option()
+    hyp: str | None = option(None, "hyperparameter yaml (default: the official values for the model: scratch-low "
+                                   "for YOLOv5, the tiny or p5 file for YOLOv7)", metavar="HYP.yaml")
+    seed: int = option(0, "random seed of initial weights, data order and augmentation")
+    project: str = option("runs/train", "folder of the run folders")
+    name: str = option("exp", "run folder name (exp, exp2, ... unless --exist-ok)")
+    exist_ok: bool = option(False, "reuse the run folder --project/--name instead of making exp2, exp3, ...")
+    cos_lr: bool = option(False, "cosine learning-rate decay instead of the official linear one")
+    patience: int = option(100, "stop when validation fitness has not improved for N epochs",
+                           type=non_negative_int)
+    sync_bn: bool = option(False, "SyncBatchNorm in multi-GPU (DDP) training")
+    label_smoothing: float = option(0.0, "label smoothing epsilon of the class loss (official: 0.0)")
+    val_every: int = option(1, "validate every N epochs (the last epoch always)", type=positive_int)
+    noval: bool = option(False, "validate only after the last epoch")
+    noautoanchor: bool = option(False, "keep the model's anchors even when their best possible recall on the data "
+                                       "is under 0.98")
+    modules: list = modules_option()
+    nbs: int = option(64, "nominal batch size: gradients accumulate to it", cli=False)
+    amp: bool = option(True, "mixed precision on CUDA", cli=False)
+    max_grad_norm: float = option(10.0, "gradient clipping norm", cli=False)
 
     def check(self) -> "TrainOptions":
         if self.epochs < 1:
@@ -44,12 +59,38 @@ class TrainOptions:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, saved: dict) -> "TrainOptions":
+        """Options saved in a checkpoint by this or an older version (unknown keys of a newer one are dropped)."""
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in saved.items() if k in known})
+
+
+@dataclass
+class ValOptions:
+    """Validation"""
+
+    weights: str = option("", "checkpoint to validate (ours or an official .pt)", required=True, metavar="W.pt")
+    data: str = data_option()
+    imgsz: int = imgsz_option()
+    batch_size: int = batch_option(32)
+    device: str = device_option()
+    workers: int = workers_option()
+    conf_thres: float = option(0.001, "confidence threshold of the predictions scored (official val.py: 0.001)")
+    iou_thres: float = option(0.6, "NMS IoU threshold (official val.py: 0.6)")
+    max_det: int = option(300, "most detections kept per image", type=positive_int)
+    per_class: bool = option(False, "print the per-class table")
+    modules: list = modules_option()
+
 
 def check_imgsz(imgsz: int, stride: int) -> int:
     """Round the image size up to a multiple of the model's stride, saying so when it changes."""
     new = max(int(-(-imgsz // stride) * stride), stride)
     if new != imgsz:
-        import logging
-        logging.getLogger("yolocompress").warning(
-            f"--imgsz {imgsz} is not a multiple of the model stride {stride}; using {new}")
+        LOGGER.warning(f"--imgsz {imgsz} is not a multiple of the model stride {stride}; using {new}")
     return new
+
+
+def model_stride(model) -> int:
+    """The stride the data and image sizes must be multiples of (at least 32, as the official code)."""
+    return max(int(model.stride.max()), 32)

@@ -28,7 +28,7 @@ from ..core.device import select_device
 from .autoanchor import check_anchors
 from .ema import ModelEMA, unwrap
 from ..core.hyp import Hyp
-from .loss import build_loss
+from .losses import build_loss
 from .metrics import fitness
 from .options import TrainOptions, check_imgsz
 from ..core.rundir import ResultsCSV, atomic_write_text
@@ -106,6 +106,9 @@ class Trainer:
         self.opts, self.hyp, self.data = opts.check(), hyp, data
         self.save_dir = Path(save_dir)
         self.callbacks = list(callbacks or [])
+        names = [cb.name for cb in self.callbacks]
+        if len(set(names)) != len(names):  # their states are saved and restored by name
+            raise ValueError(f"callbacks need distinct names, got {names}")
         self.resume_state = resume_state
         self.meta = dict(meta or {})
         self.rank, self.world = dist.rank(), dist.world_size()
@@ -180,8 +183,11 @@ class Trainer:
     def _load_resume_state(self, st: dict):
         m = unwrap(self.model)
         m.load_state_dict(st["model"])
-        for cb, cst in zip(self.callbacks, st.get("callbacks", [])):
-            cb.load_state_dict(cst)  # first: a callback's own check names a mismatch better than the optimizer
+        saved = st.get("callbacks") or {}
+        if isinstance(saved, list):  # checkpoints of earlier versions kept the states in callback order
+            saved = {cb.name: cst for cb, cst in zip(self.callbacks, saved)}
+        for cb in self.callbacks:  # first: a callback's own check names a mismatch better than the optimizer
+            cb.load_state_dict(saved.get(cb.name, {}))
         try:
             self.optimizer.load_state_dict(st["optimizer"])
         except ValueError as e:
@@ -366,8 +372,8 @@ class Trainer:
                  "ema": self.ema.ema.state_dict(), "ema_updates": self.ema.updates,
                  "scaler": self.scaler.state_dict() if self.amp else None, "best_fitness": self.best_fitness,
                  "last_opt_step": getattr(self, "last_opt_step", -1),
-                 "callbacks": [cb.state_dict() for cb in self.callbacks]}
-        extra = {cb.name: cb.state_dict() for cb in self.callbacks if cb.state_dict()}
+                 "callbacks": {cb.name: cb.state_dict() for cb in self.callbacks}}
+        extra = {name: cst for name, cst in state["callbacks"].items() if cst}
         if is_best:  # before last.pt: a resumed run never skips past an epoch whose best.pt was not written
             save_checkpoint(self.wdir / "best.pt", self.ema.ema, meta=meta)
         save_checkpoint(self.wdir / "last.pt", self.ema.ema, train_state=state, meta=meta, extra=extra)

@@ -1,13 +1,40 @@
 """Library entry points for `yolocompress info` and `yolocompress export`."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.errors import ConfigError
+from ..core.options import imgsz_option, modules_option, option, positive_int
 from ..core.stats import model_summary
 from .builder import Model
 from .checkpoint import load_model
 from .registry import load_user_modules
+
+
+@dataclass
+class InfoOptions:
+    """Model summary"""
+
+    cfg: str | None = option(None, "model yaml (ours, e.g. yolov5s.yaml, or your own)", metavar="MODEL.yaml")
+    weights: str | None = option(None, "checkpoint (ours or an official .pt)", metavar="W.pt")
+    nc: int | None = option(None, "number of classes of a yaml model (default: the yaml's)", type=positive_int)
+    imgsz: int = imgsz_option()
+    modules: list = modules_option()
+
+
+@dataclass
+class ExportOptions:
+    """Export"""
+
+    weights: str = option("", "checkpoint to export (ours or an official .pt)", required=True, metavar="W.pt")
+    format: str = option("onnx", "export format", choices=("onnx",))
+    imgsz: int = imgsz_option()
+    batch_size: int = option(1, "input batch size (fixed unless --dynamic)", type=positive_int)
+    dynamic: bool = option(False, "dynamic batch and image size axes")
+    half: bool = option(False, "FP16 model (CUDA only)")
+    device: str = option("cpu", "device the model is traced on")
+    modules: list = modules_option()
 
 
 def _model(cfg=None, weights=None, nc=None, modules=()):
@@ -29,8 +56,11 @@ def layer_table(model: Model) -> str:
     return "\n".join(rows)
 
 
-def info(cfg=None, weights=None, nc=None, imgsz=640, modules=()) -> dict:
-    model = _model(cfg, weights, nc, modules)
+def info(opts: InfoOptions) -> dict:
+    if bool(opts.cfg) == bool(opts.weights):
+        raise ConfigError("info: give exactly one of --cfg MODEL.yaml or --weights W.pt")
+    cfg, weights, imgsz = opts.cfg, opts.weights, opts.imgsz
+    model = _model(cfg, weights, opts.nc, opts.modules)
     s = model_summary(model, imgsz)
     name = Path(weights or cfg).stem
     print(layer_table(model))
@@ -39,13 +69,14 @@ def info(cfg=None, weights=None, nc=None, imgsz=640, modules=()) -> dict:
     return {**s, "nc": model.nc, "imgsz": imgsz}
 
 
-def export(weights, fmt="onnx", imgsz=640, batch_size=1, dynamic=False, half=False, device="cpu", modules=()) -> dict:
+def export(opts: ExportOptions) -> dict:
     from .export import check_onnx, export_onnx
-    if fmt != "onnx":
-        raise ConfigError(f"--format {fmt}: only onnx is supported")
-    model = _model(weights=weights, modules=modules)
-    out = Path(weights).with_suffix(".onnx")
-    export_onnx(model, out, imgsz=imgsz, batch_size=batch_size, dynamic=dynamic, half=half, device=device)
-    diff = None if half else check_onnx(out, model, imgsz, batch_size)
+    if opts.format != "onnx":
+        raise ConfigError(f"--format {opts.format}: only onnx is supported")
+    model = _model(weights=opts.weights, modules=opts.modules)
+    out = Path(opts.weights).with_suffix(".onnx")
+    export_onnx(model, out, imgsz=opts.imgsz, batch_size=opts.batch_size, dynamic=opts.dynamic, half=opts.half,
+                device=opts.device)
+    diff = None if opts.half else check_onnx(out, model, opts.imgsz, opts.batch_size)
     print(f"exported {out}" + (f" (onnxruntime vs PyTorch max abs diff {diff:.2e})" if diff is not None else ""))
     return {"onnx": str(out), "max_abs_diff": diff}

@@ -15,28 +15,31 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from ..data.dataset import create_dataloader, load_data_config
-from ..engine.api import find_resume_checkpoint, model_for_data, train
 from ..core.device import select_device
+from ..core.errors import CheckpointError, ConfigError, YoloCompressError
 from ..core.hyp import Hyp
-from ..engine.loss import build_loss
-from ..engine.options import check_imgsz
 from ..core.rundir import increment_path
+from ..core.stats import DEFAULT_LATENCY_ROUNDS, interleaved_latency, latency_key, measure_latency
+from ..data.dataset import create_dataloader, load_data_config
+from ..distill.api import distill_callbacks_factory
+from ..distill.options import DistillOptions
+from ..engine.api import find_resume_checkpoint, model_for_data, train
+from ..engine.losses import build_loss
+from ..engine.options import TrainOptions, check_imgsz, model_stride
 from ..engine.trainer import TrainResult
 from ..engine.validator import Validator
-from ..core.errors import CheckpointError, ConfigError, YoloCompressError
 from ..models.checkpoint import load_model, read_checkpoint, save_checkpoint
 from ..models.registry import load_user_modules
 from ..report.plots import plot_channels
-from ..core.stats import DEFAULT_LATENCY_ROUNDS, count_gflops, count_params, interleaved_latency, latency_key, measure_latency
 from ..report.stats import measure_row
 from ..report.tables import write_report
 from .methods import METHODS, accumulate_gradients, get_method
-from .speedup import conv_channels, per_layer_table, prune_to_target
+from .options import PruneOptions
+from .pagcp import pagcp_strategy
+from .speedup import PruneOutcome, prune_to_target
 from .tp_fixes import prepare_model_for_pruning
 
 LOGGER = logging.getLogger("yolocompress")
-PAGCP = "pagcp"
 
 
 # ---- pieces ------------------------------------------------------------------------------------------------
@@ -87,14 +90,8 @@ def detection_grad_fn(method_name: str, batches: list, loss_fn, device):
     return grad_fn
 
 
-def _distill_factory(args, default_teacher):
-    from ..distill.api import distill_callbacks_factory
-    return distill_callbacks_factory(args, default_teacher=str(default_teacher))
-
-
-def finetune_epochs(args) -> int:
-    """`--finetune-epochs`, else `--epochs`; 0 means prune and report without finetuning."""
-    return args.epochs if args.finetune_epochs is None else args.finetune_epochs
+def _distill_factory(distill: DistillOptions | None, imgsz: int, default_teacher):
+    return distill_callbacks_factory(distill, imgsz, default_teacher=str(default_teacher))
 
 
 def not_finetuned(pruned: Path) -> TrainResult:
@@ -102,100 +99,100 @@ def not_finetuned(pruned: Path) -> TrainResult:
     return TrainResult(pruned.parent, pruned, pruned, {}, 0)
 
 
-def _finetune_options(args, save_dir: Path):
-    from ..cli import train_options_from
-    opts = train_options_from(args, "runs/prune")
+def finetune_options(train_opts: TrainOptions, prune: PruneOptions, save_dir: Path) -> TrainOptions:
+    """The finetune after pruning: an ordinary training run into the prune run's folder."""
     # a trained head keeps the anchors it learned with: AutoAnchor is for training from scratch or from weights
-    return dataclasses.replace(opts, epochs=finetune_epochs(args), project=str(save_dir.parent),
-                               name=save_dir.name, exist_ok=True, noautoanchor=True)
+    return dataclasses.replace(train_opts, epochs=prune.finetune_epochs_for(train_opts.epochs),
+                               project=str(save_dir.parent), name=save_dir.name, exist_ok=True, noautoanchor=True)
 
 
-# ---- pruning ----------------------------------------------------------------------------------------------
-def prune_model(model, args, data, hyp, device, imgsz, stride, save_dir) -> tuple[nn.Module, dict, list, list]:
-    """(pruned model, summary, skipped, per-layer channels) with the method the arguments name."""
-    if args.method == PAGCP:
-        from .pagcp import prune_pagcp
-        before, g0, p0 = conv_channels(model), count_gflops(model, imgsz), count_params(model)
-        lat0 = measure_latency(model, imgsz, args.latency_batch, args.latency_device)
-        model, extra = prune_pagcp(model, args, data, hyp, device, save_dir=save_dir)
-        g, lat = count_gflops(model, imgsz), measure_latency(model, imgsz, args.latency_batch, args.latency_device)
-        summary = {"steps": None, "reached": g0 / g >= args.speedup, "stop_reason": "pagcp rounds done",
-                   "gflops_before": g0, "gflops_after": g, "speedup_gflops": g0 / g, "latency_before": lat0,
-                   "latency_after": lat, "speedup_latency": lat0 / lat, "params_before": p0,
-                   "params_after": count_params(model), **{k: v for k, v in extra.items() if k != "skipped"}}
-        return model, summary, list(extra.get("skipped", [])), per_layer_table(before, conv_channels(model))
-    method = get_method(args.method)
+# ---- pruning: one strategy per value of the method table's `strategy` column ---------------------------------
+def _torch_pruning_strategy(model, prune: PruneOptions, train: TrainOptions, data, hyp, device, imgsz: int,
+                            save_dir: Path) -> PruneOutcome:
+    method = prune.row
+    stride = model_stride(model)
     grad_fn = None
     if method.needs_grad:
-        batches = gradient_batches(data, imgsz, args.batch_size, stride, hyp, args.grad_batches, args.workers,
-                                   args.seed)
+        batches = gradient_batches(data, imgsz, train.batch_size, stride, hyp, prune.grad_batches, train.workers,
+                                   train.seed)
         grad_fn = detection_grad_fn(method.name, batches, build_loss(model, hyp, imgsz), device)
     example = torch.rand(1, 3, 2 * stride, 2 * stride, device=device)
-    out = prune_to_target(model, example, method.name, args.speedup, metric=args.speedup_metric, imgsz=imgsz,
-                          max_steps=args.max_steps, global_pruning=args.global_pruning, max_ratio=args.max_ratio,
-                          round_to=args.round_to, grad_fn=grad_fn, latency_device=args.latency_device,
-                          latency_batch=args.latency_batch)
-    return out.model, out.summary(), out.skipped, out.per_layer
+    return prune_to_target(model, example, method.name, prune.speedup, metric=prune.speedup_metric, imgsz=imgsz,
+                           max_steps=prune.max_steps, global_pruning=prune.global_pruning, max_ratio=prune.max_ratio,
+                           round_to=prune.round_to, grad_fn=grad_fn, latency_device=prune.latency_device,
+                           latency_batch=prune.latency_batch)
 
 
-def prune_and_save(args, data, weights, save_dir: Path, baseline_weights=None) -> tuple[nn.Module, dict, Hyp]:
-    """Load `weights`, prune them as `args` say, save `save_dir/pruned.pt`; returns (model, meta, hyp).
+STRATEGIES = {"torch_pruning": _torch_pruning_strategy, "pagcp": pagcp_strategy}
+
+
+def prune_model(model, prune: PruneOptions, train: TrainOptions, data, hyp, device, imgsz: int,
+                save_dir: Path) -> PruneOutcome:
+    """Prune `model` with the method the options name, by its row's strategy."""
+    return STRATEGIES[prune.row.strategy](model, prune, train, data, hyp, device, imgsz, save_dir)
+
+
+def prune_and_save(weights, prune: PruneOptions, train: TrainOptions, distill: DistillOptions | None, data,
+                   save_dir: Path, baseline_weights=None) -> tuple[nn.Module, dict, Hyp]:
+    """Load `weights`, prune them as the options say, save `save_dir/pruned.pt`; returns (model, meta, hyp).
 
     The report's baseline row is measured before pruning, on `baseline_weights` (default: `weights`; compress
     passes the original model when `weights` is its sparse-trained copy). Shared by `prune` and `compress`.
     """
-    if args.method != PAGCP:
-        get_method(args.method)  # an unknown name fails before anything is loaded
-    model, ckpt = model_for_data(weights, None, data, args.modules)
-    factory = _distill_factory(args, default_teacher=baseline_weights or weights)
+    prune.check()  # an unknown method fails before anything is loaded
+    model, ckpt = model_for_data(weights, None, data, train.modules)
+    device = select_device(train.device)
+    stride = model_stride(model)
+    imgsz = check_imgsz(train.imgsz, stride)
+    factory = _distill_factory(distill, imgsz, default_teacher=baseline_weights or weights)
     if factory is not None:  # a teacher that cannot teach this student fails now, not after the pruning
         factory(model, data)
     prepare_model_for_pruning(model)
-    if args.method != PAGCP:
-        warn_if_not_sparse(args.method, ckpt, weights)
-    device = select_device(args.device)
-    hyp = Hyp.load(args.hyp) if args.hyp else Hyp.default_for(model.yaml)
-    stride = max(int(model.stride.max()), 32)
-    imgsz = check_imgsz(args.imgsz, stride)
-    LOGGER.info(f"prune: {args.method} to {args.speedup}x ({args.speedup_metric}) of {weights}; run folder {save_dir}")
+    warn_if_not_sparse(prune.method, ckpt, weights)
+    hyp = Hyp.load(train.hyp) if train.hyp else Hyp.default_for(model.yaml)
+    LOGGER.info(f"prune: {prune.method} to {prune.speedup}x ({prune.speedup_metric}) of {weights}; "
+                f"run folder {save_dir}")
     model = model.to(device)
     base_model = model if baseline_weights is None else load_model(baseline_weights, device, nc=data.nc)[0]
-    validator = Validator(data, imgsz, args.batch_size, device, args.workers, stride=stride)
+    validator = Validator(data, imgsz, train.batch_size, device, train.workers, stride=stride)
     baseline = measure_row(base_model, f"baseline ({Path(baseline_weights or weights).name})",
-                           validator=validator, imgsz=imgsz, batch=args.report_batch, device=device)
-    model, summary, skipped, per_layer = prune_model(model, args, data, hyp, device, imgsz, stride, save_dir)
+                           validator=validator, imgsz=imgsz, batch=prune.report_batch, device=device)
+    outcome = prune_model(model, prune, train, data, hyp, device, imgsz, save_dir)
+    model = outcome.model
     model.zero_grad(set_to_none=True)
-    meta = {"pruned": True, "method": args.method, "speedup": args.speedup, "speedup_metric": args.speedup_metric,
-            "source_weights": str(weights), "prune": summary, "skipped": skipped, "per_layer": per_layer,
-            "baseline": baseline, "baseline_weights": str(baseline_weights or weights),
-            "report_batch": args.report_batch, "imgsz": imgsz,
-            "latency_setting": f"{args.latency_device}, batch {args.latency_batch}"}
+    meta = {"pruned": True, "method": prune.method, "speedup": prune.speedup, "speedup_metric": prune.speedup_metric,
+            "source_weights": str(weights), "prune": outcome.summary(), "skipped": outcome.skipped,
+            "per_layer": outcome.per_layer, "baseline": baseline, "baseline_weights": str(baseline_weights or weights),
+            "report_batch": prune.report_batch, "imgsz": imgsz,
+            "latency_setting": f"{prune.latency_device}, batch {prune.latency_batch}",
+            "prune_options": dataclasses.asdict(prune)}
     LOGGER.info(f"prune: saved {save_checkpoint(save_dir / 'pruned.pt', model, meta=meta)}")
     return model, meta, hyp
 
 
-def prune_command(args) -> dict:
+def prune_command(weights: str | None, prune: PruneOptions, train: TrainOptions,
+                  distill: DistillOptions | None = None, resume=None) -> dict:
     """Run `yolocompress prune` (see the module docstring); returns the summary the CLI prints with --json."""
-    if args.method != PAGCP:
-        get_method(args.method)  # an unknown name fails before a run folder is made
-    data = load_data_config(args.data)
-    if args.resume:
-        return _resume(args, data)
-    save_dir = increment_path(Path(args.project or "runs/prune") / args.name, args.exist_ok)
+    prune.check()  # an unknown name fails before a run folder is made
+    data = load_data_config(train.data)
+    if resume:
+        return _resume(resume, weights, prune, train, distill, data)
+    save_dir = increment_path(Path(train.project) / train.name, train.exist_ok)
     save_dir.mkdir(parents=True, exist_ok=True)
-    model, meta, hyp = prune_and_save(args, data, args.weights, save_dir)
-    return _finetune_and_report(args, data, save_dir, model, meta, hyp)
+    model, meta, hyp = prune_and_save(weights, prune, train, distill, data, save_dir)
+    return _finetune_and_report(prune, train, distill, data, save_dir, model, meta, hyp)
 
 
-def _finetune_and_report(args, data, save_dir: Path, model, meta: dict, hyp: Hyp) -> dict:
-    if finetune_epochs(args) == 0:
+def _finetune_and_report(prune: PruneOptions, train_opts: TrainOptions, distill, data, save_dir: Path, model,
+                         meta: dict, hyp: Hyp) -> dict:
+    opts = finetune_options(train_opts, prune, save_dir)
+    if prune.finetune_epochs_for(train_opts.epochs) == 0:
         LOGGER.info("prune: --finetune-epochs 0, reporting the pruned model without finetuning")
-        return write_prune_report(not_finetuned(save_dir / "pruned.pt"), meta, save_dir, args, data)
-    opts = _finetune_options(args, save_dir)
+        return write_prune_report(not_finetuned(save_dir / "pruned.pt"), meta, save_dir, prune, train_opts, data)
     LOGGER.info(f"prune: finetuning {opts.epochs} epochs")
     result = train(opts, model=model, hyp=hyp, meta=meta,
-                   callbacks_factory=_distill_factory(args, default_teacher=meta["source_weights"]))
-    return write_prune_report(result, meta, save_dir, args, data)
+                   callbacks_factory=_distill_factory(distill, meta["imgsz"], default_teacher=meta["source_weights"]))
+    return write_prune_report(result, meta, save_dir, prune, train_opts, data)
 
 
 def _resume_folder(resume, project: str) -> Path:
@@ -209,31 +206,32 @@ def _resume_folder(resume, project: str) -> Path:
     return find_resume_checkpoint(resume, project).parent.parent
 
 
-def _resume(args, data) -> dict:
+def _resume(resume, weights, prune: PruneOptions, train_opts: TrainOptions, distill, data) -> dict:
     """Continue an interrupted prune run at its last complete step: the pruning (redone if it was interrupted:
     it is deterministic and nothing of it was kept), the finetune's first epoch, or its last complete epoch."""
-    save_dir = _resume_folder(args.resume, args.project or "runs/prune")
+    save_dir = _resume_folder(resume, train_opts.project)
     pruned, last = save_dir / "pruned.pt", save_dir / "weights" / "last.pt"
     if not pruned.is_file():
         LOGGER.info(f"prune: {save_dir} was interrupted while pruning; pruning again")
         shutil.rmtree(save_dir / "pagcp_rounds", ignore_errors=True)  # PAGCP's between-round finetunes
-        model, meta, hyp = prune_and_save(args, data, args.weights, save_dir)
-        return _finetune_and_report(args, data, save_dir, model, meta, hyp)
+        model, meta, hyp = prune_and_save(weights, prune, train_opts, distill, data, save_dir)
+        return _finetune_and_report(prune, train_opts, distill, data, save_dir, model, meta, hyp)
     meta = read_checkpoint(pruned)["meta"]
-    changed = [f"--{k} {meta[k]} (now {getattr(args, k)})" for k in ("method", "speedup") if meta[k] != getattr(args, k)]
+    changed = [f"--{k} {meta[k]} (now {getattr(prune, k)})" for k in ("method", "speedup")
+               if meta[k] != getattr(prune, k)]
     if changed:
         raise ConfigError(f"--resume: {save_dir} was pruned with {', '.join(changed)}; repeat the original "
                           f"settings to resume it, or drop --resume to start a new run")
-    load_user_modules(args.modules)
+    load_user_modules(train_opts.modules)
+    factory = _distill_factory(distill, meta["imgsz"], default_teacher=meta["source_weights"])
     if last.is_file() and read_checkpoint(last).get("train_state"):
-        result = train(_finetune_options(args, save_dir), resume=str(last),
-                       callbacks_factory=_distill_factory(args, default_teacher=meta["source_weights"]))
-        return write_prune_report(result, meta, save_dir, args, data)
+        result = train(finetune_options(train_opts, prune, save_dir), resume=str(last), callbacks_factory=factory)
+        return write_prune_report(result, meta, save_dir, prune, train_opts, data)
     LOGGER.info(f"prune: {save_dir} was interrupted before the first finetune epoch was saved; finetuning "
                 f"{pruned.name}")
-    model = load_model(pruned, select_device(args.device), nc=data.nc)[0]
-    hyp = Hyp.load(args.hyp) if args.hyp else Hyp.default_for(model.yaml)
-    return _finetune_and_report(args, data, save_dir, model, meta, hyp)
+    model = load_model(pruned, select_device(train_opts.device), nc=data.nc)[0]
+    hyp = Hyp.load(train_opts.hyp) if train_opts.hyp else Hyp.default_for(model.yaml)
+    return _finetune_and_report(prune, train_opts, distill, data, save_dir, model, meta, hyp)
 
 
 # ---- report -----------------------------------------------------------------------------------------------
@@ -251,14 +249,15 @@ def _time_side_by_side(meta: dict, model, nc: int, imgsz: int, batch: int, devic
     return base_ms, pruned_ms, f"both models timed together in {DEFAULT_LATENCY_ROUNDS} interleaved passes"
 
 
-def write_prune_report(result, meta: dict, save_dir: Path, args, data) -> dict:
+def write_prune_report(result, meta: dict, save_dir: Path, prune: PruneOptions, train_opts: TrainOptions,
+                       data) -> dict:
     weights = Path(result.best) if Path(result.best).is_file() else Path(result.last)
     model, _ = load_model(weights, nc=data.nc)
-    device = select_device(args.device)
-    stride = max(int(model.stride.max()), 32)
-    imgsz = int(meta.get("imgsz") or check_imgsz(args.imgsz, stride))
-    batch = int(meta.get("report_batch") or args.report_batch)
-    validator = Validator(data, imgsz, args.batch_size, device, args.workers, stride=stride)
+    device = select_device(train_opts.device)
+    stride = model_stride(model)
+    imgsz = int(meta.get("imgsz") or check_imgsz(train_opts.imgsz, stride))
+    batch = int(meta.get("report_batch") or prune.report_batch)
+    validator = Validator(data, imgsz, train_opts.batch_size, device, train_opts.workers, stride=stride)
     label = f"pruned {meta['method']} {meta['speedup']}x, " + ("finetuned" if result.epochs_done else "not finetuned")
     row = measure_row(model.to(device), label, validator=validator, imgsz=imgsz, batch=batch,
                       device=device, time_it=False)
@@ -266,7 +265,7 @@ def write_prune_report(result, meta: dict, save_dir: Path, args, data) -> dict:
     base_ms, row[time_key], timing = _time_side_by_side(meta, model, data.nc, imgsz, batch, device)
     baseline = {**meta["baseline"], time_key: base_ms}
     summary, skipped, per_layer = meta["prune"], meta["skipped"], meta["per_layer"]
-    lat_setting = meta.get("latency_setting") or f"{args.latency_device}, batch {args.latency_batch}"
+    lat_setting = meta.get("latency_setting") or f"{prune.latency_device}, batch {prune.latency_batch}"
     steps = f" after {summary['steps']} steps" if summary.get("steps") else ""
     notes = [f"GFLOPs ratio {summary['speedup_gflops']:.3f}x; target {meta['speedup']}x by {meta['speedup_metric']}: "
              f"{summary['stop_reason']}{steps}",

@@ -1,8 +1,9 @@
-"""The pruning methods: one row per CLI name (importance, pruner, sparse training, gradients).
+"""The pruning methods: one row per CLI name (importance, pruner, sparse training, gradients, strategy).
 
 Adding a method is one row in METHODS plus its case in tests/prune/test_methods.py. Pruners are
 always built from the repaired classes of `tp_fixes` (see docs/torch-pruning-defects.md).
-PAGCP has its own loop (prune/pagcp.py) and is not a row here.
+The strategy column says which loop prunes: Torch-Pruning's step loop to the target (prune/speedup.py)
+or PAGCP's own rounds (prune/pagcp.py); both return the same outcome to the same finetune and report.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from .tp_fixes import (FixedBasePruner, FixedBNScalePruner, FixedGroupHessianImp
 
 SPARSE_KINDS = ("bn_l1", "group", "growing")
 GRAD_KINDS = ("grad", "per_sample")
+STRATEGIES = ("torch_pruning", "pagcp")
 
 
 @dataclass(frozen=True)
@@ -30,16 +32,23 @@ class PruneMethod:
     needs_sparse: the method expects sparse training (a regulariser, `sparse_kind`) before pruning.
     needs_grad: 'grad' = gradients of the loss summed over batches (Taylor);
                 'per_sample' = squared gradients accumulated sample by sample (Hessian/OBD).
+    strategy: 'torch_pruning' = Torch-Pruning's pruner stepped to the target (prune/speedup.py);
+              'pagcp' = PAGCP's performance-aware rounds (prune/pagcp.py; no Torch-Pruning pruner class).
     """
     name: str
     make_importance: Callable[[], Any]
-    pruner_class: type
+    pruner_class: type | None
     pruner_kwargs: Mapping[str, Any] = field(default_factory=dict)
     needs_sparse: bool = False
     sparse_kind: str | None = None
     needs_grad: str | None = None
+    strategy: str = "torch_pruning"
 
     def __post_init__(self):
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"method {self.name}: strategy {self.strategy!r} not in {STRATEGIES}")
+        if (self.pruner_class is None) != (self.strategy == "pagcp"):
+            raise ValueError(f"method {self.name}: a Torch-Pruning row needs a pruner class, a PAGCP row none")
         if self.needs_sparse != (self.sparse_kind is not None):
             raise ValueError(f"method {self.name}: sparse_kind must be set exactly when needs_sparse")
         if self.sparse_kind is not None and self.sparse_kind not in SPARSE_KINDS:
@@ -67,8 +76,20 @@ _ROWS = (
                 FixedBasePruner, needs_grad="per_sample"),
     PruneMethod("group_taylor", partial(_imp.GroupTaylorImportance, group_reduction="mean"),
                 FixedBasePruner, needs_grad="grad"),
+    # PAGCP orders the filters of a group by L1 norm and decides how many to cut from the measured loss
+    PruneMethod("pagcp", partial(_imp.MagnitudeImportance, p=1), None, strategy="pagcp"),
 )
 METHODS: dict[str, PruneMethod] = {m.name: m for m in _ROWS}
+
+
+def sparse_method_names() -> list[str]:
+    """The methods sparse training prepares for (the `needs_sparse` column)."""
+    return [m.name for m in _ROWS if m.needs_sparse]
+
+
+def torch_pruning_method_names() -> list[str]:
+    """The rows pruned by Torch-Pruning's step loop (every method but PAGCP)."""
+    return [m.name for m in _ROWS if m.strategy == "torch_pruning"]
 
 
 def get_method(name: str | PruneMethod) -> PruneMethod:
@@ -95,6 +116,9 @@ def build_pruner(method_name: str, model: nn.Module, example_inputs, *, ignored_
     The importance object is `pruner.importance` (needed by accumulate_gradients).
     """
     method = get_method(method_name)
+    if method.pruner_class is None:
+        raise ConfigError(f"method {method.name} prunes with its own loop ({method.strategy}), not a "
+                          f"Torch-Pruning pruner")
     if not 0.0 <= pruning_ratio < 1.0:
         raise ConfigError(f"pruning ratio {pruning_ratio} for method {method.name} must be in [0, 1)")
     if not 0.0 < max_pruning_ratio <= 1.0:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import logging
 import math
 import time
@@ -30,7 +31,12 @@ from torch_pruning import ops
 
 from ..core.errors import ConfigError, DataError, PruningError
 from ..models.heads import ImplicitA, ImplicitM
-from ..core.stats import count_gflops
+from ..core.stats import count_gflops, count_params, measure_latency
+from ..engine.losses import build_loss
+from ..engine.options import TrainOptions, model_stride
+from .guard import find_unprunable
+from .options import PagcpOptions, PruneOptions
+from .speedup import PruneOutcome, conv_channels, per_layer_table
 from .tp_fixes import prepare_model_for_pruning
 
 LOGGER = logging.getLogger("yolocompress")
@@ -42,51 +48,6 @@ ROOT_TYPES = (ops.TORCH_CONV, ops.TORCH_LINEAR)
 
 
 # ---- options and results ----------------------------------------------------------------------------------
-@dataclass
-class PagcpOptions:
-    """PAGCP's knobs (the `prune --method pagcp` flags).
-
-    initial_rate: tolerance d0 of the first visited layer (max_t L_t / B_t <= 1 + d).
-    initial_thres: global bound D on max_t L_t / B0_t within a round; with `exp`, the per-layer
-                   tolerances d0 * lambda**i are solved so that their product is exactly D.
-    topk: share of the accepted layers (lowest loss increase per FLOP) applied at the end of a round.
-    rate_slope, thres_slope: added to d0 and D at every further round.
-    stop_at_target: apply the kept layers best first and stop once the GFLOPs target is met.
-    """
-    speedup: float
-    imgsz: int
-    initial_rate: float = 0.05
-    initial_thres: float = 5.0
-    topk: float = 1.0
-    exp: bool = False
-    rate_slope: float = 0.0
-    thres_slope: float = 0.0
-    rounds: int = 3
-    stop_at_target: bool = True
-
-    def check(self) -> "PagcpOptions":
-        bad = [(self.speedup <= 1, f"--speedup must be > 1, got {self.speedup}"),
-               (not 0 < self.topk <= 1, f"--topk must be in (0, 1], got {self.topk}"),
-               (self.rounds < 1, f"--rounds must be >= 1, got {self.rounds}"),
-               (self.imgsz < 32, f"--imgsz must be >= 32, got {self.imgsz}")]
-        for r in range(max(self.rounds, 1)):
-            d0, big_d = self.for_round(r, 1.0)
-            need = " and --initial-thres > 1 + --initial-rate with --exp" if self.exp else ""
-            bad.append((d0 <= 0 or big_d <= 1 or (self.exp and big_d <= 1 + d0),
-                        f"round {r + 1} gets --initial-rate {d0:g} and --initial-thres {big_d:g} (slopes "
-                        f"included); they must stay > 0 and > 1{need}"))
-        for failed, message in bad:
-            if failed:
-                raise ConfigError(f"pagcp: {message}")
-        return self
-
-    def for_round(self, r: int, boost: float) -> tuple[float, float]:
-        """(d0, D) of round `r`; `boost` (doubled after a round that accepted nothing) widens both."""
-        d0 = self.initial_rate + r * self.rate_slope
-        big_d = self.initial_thres + r * self.thres_slope
-        return d0 * boost, 1 + (big_d - 1) * boost
-
-
 @dataclass
 class LayerRecord:
     """One visited group: what was tried, what was accepted and why it stopped.
@@ -554,14 +515,15 @@ def pagcp_prune(model: nn.Module, calib_batches: list, loss_fn: Callable, *, spe
     `speedup` or `rounds` rounds are done.
 
     calib_batches: [(images float [B,3,H,W] in [0, 1] on the model's device, targets [N,6]), ...].
-    loss_fn: `loss_fn(raw, targets) -> (loss, items[box, obj, cls])` (engine.loss.build_loss).
+    loss_fn: `loss_fn(raw, targets) -> (loss, items[box, obj, cls])` (engine.losses.build_loss).
     finetune_fn(model, round) -> model or None: trains between rounds (not after the last).
     ignored_layers: modules (or their names) never pruned, e.g. the guard's; the head's output convs
     always are. opaque: names of layers the guard traces as black boxes.
     A round that accepts nothing doubles the tolerances of the following rounds (d0 and D - 1).
     """
-    opts = PagcpOptions(speedup, imgsz, initial_rate, initial_thres, topk, exp, rate_slope, thres_slope,
-                        rounds, stop_at_target).check()
+    opts = PagcpOptions(speedup=speedup, imgsz=imgsz, initial_rate=initial_rate, initial_thres=initial_thres,
+                        topk=topk, exp=exp, rate_slope=rate_slope, thres_slope=thres_slope, rounds=rounds,
+                        stop_at_target=stop_at_target).check()
     t0 = time.time()
     calib = Calibration(calib_batches, loss_fn)
     names = {m: n for n, m in model.named_modules()}
@@ -616,54 +578,55 @@ def calibration_batches(data, imgsz: int, batch_size: int, stride: int, hyp, n_b
 
 
 def _guard(model, x) -> tuple[list, list, list]:
-    """(ignored layers, skipped, black-box layer names) from the guard; the head convs alone without it."""
-    try:
-        from .guard import find_unprunable
-    except ImportError:
-        return list(model.head.m), [], []
+    """(ignored layers, skipped, black-box layer names) from the guard."""
     found = find_unprunable(model, x, None)
     ignored, skipped = found
     return list(ignored), list(skipped), list(getattr(found, "opaque", []))
 
 
-def _round_finetuner(args, hyp, save_dir: Path, device):
-    """finetune_fn training `--round-finetune-epochs` between rounds into save_dir/pagcp_rounds/roundN."""
+def _round_finetuner(train_opts: TrainOptions, epochs: int, hyp, save_dir: Path, device):
+    """finetune_fn training `epochs` between rounds into save_dir/pagcp_rounds/roundN."""
     from ..engine.api import train
-    from ..engine.options import TrainOptions
     from ..models.checkpoint import load_model
 
     def finetune(model, r):
-        values = {f.name: getattr(args, f.name) for f in fields(TrainOptions) if hasattr(args, f.name)}
-        values.update(epochs=args.round_finetune_epochs, project=str(save_dir / "pagcp_rounds"),
-                      name=f"round{r + 1}", exist_ok=True, noautoanchor=True)
-        res = train(TrainOptions(**values), model=model, hyp=hyp)
+        opts = dataclasses.replace(train_opts, epochs=epochs, project=str(save_dir / "pagcp_rounds"),
+                                   name=f"round{r + 1}", exist_ok=True, noautoanchor=True)
+        res = train(opts, model=model, hyp=hyp)
         weights = res.best if Path(res.best).is_file() else res.last
         return load_model(weights, device)[0].eval()
     return finetune
 
 
-def prune_pagcp(model: nn.Module, args, data, hyp, device, save_dir=None) -> tuple[nn.Module, dict]:
-    """`prune --method pagcp`: calibration batches from the training set, the detection loss, the guard's
-    skips and optional finetuning between rounds; returns (pruned model, extra report)."""
-    from ..engine.loss import build_loss
-    from ..engine.options import check_imgsz
+def pagcp_strategy(model: nn.Module, prune: PruneOptions, train: TrainOptions, data, hyp, device, imgsz: int,
+                   save_dir: Path) -> PruneOutcome:
+    """The PAGCP row of the method table: calibration batches from the training set, the detection loss, the
+    guard's skips and optional finetuning between rounds; the same outcome as Torch-Pruning's loop."""
     t0 = time.time()
     model = model.to(device).eval()
-    stride = max(int(model.stride.max()), 32)
-    imgsz = check_imgsz(args.imgsz, stride)
-    batches = calibration_batches(data, imgsz, args.batch_size, stride, hyp, args.calib_batches, args.workers,
+    stride = model_stride(model)
+    knobs = prune.pagcp
+    batches = calibration_batches(data, imgsz, train.batch_size, stride, hyp, knobs.calib_batches, train.workers,
                                   device)
     if not batches:
         raise DataError(f"pagcp: the training set of {data.yaml_path or 'the data'} gave no calibration batch")
+    before, p0 = conv_channels(model), count_params(model)
+    lat0 = measure_latency(model, imgsz, prune.latency_batch, prune.latency_device)
     ignored, skipped, opaque = _guard(model, batches[0][0][:1])
-    save_dir = Path(save_dir or getattr(args, "save_dir", None)
-                    or Path(getattr(args, "project", None) or "runs/prune") / getattr(args, "name", "exp"))
-    finetune_fn = _round_finetuner(args, hyp, save_dir, device) if args.round_finetune_epochs > 0 else None
-    result = pagcp_prune(model, batches, build_loss(model, hyp, imgsz), speedup=args.speedup, imgsz=imgsz,
-                         initial_rate=args.initial_rate, initial_thres=args.initial_thres, topk=args.topk,
-                         exp=args.exp, rate_slope=args.rate_slope, thres_slope=args.thres_slope,
-                         rounds=args.rounds, finetune_fn=finetune_fn, ignored_layers=ignored, opaque=opaque,
+    finetune_fn = (_round_finetuner(train, knobs.round_finetune_epochs, hyp, save_dir, device)
+                   if knobs.round_finetune_epochs > 0 else None)
+    result = pagcp_prune(model, batches, build_loss(model, hyp, imgsz), speedup=prune.speedup, imgsz=imgsz,
+                         initial_rate=knobs.initial_rate, initial_thres=knobs.initial_thres, topk=knobs.topk,
+                         exp=knobs.exp, rate_slope=knobs.rate_slope, thres_slope=knobs.thres_slope,
+                         rounds=knobs.rounds, finetune_fn=finetune_fn, ignored_layers=ignored, opaque=opaque,
                          progress=LOGGER.info)
-    extra = {"pagcp": {**result.summary(), "wall_s": time.time() - t0, "calib_batches": len(batches),
-                       "calib_images": sum(int(b[0].shape[0]) for b in batches)}, "skipped": skipped}
-    return result.model, extra
+    pruned = result.model
+    lat = measure_latency(pruned, imgsz, prune.latency_batch, prune.latency_device)
+    report = {**result.summary(), "wall_s": time.time() - t0, "calib_batches": len(batches),
+              "calib_images": sum(int(b[0].shape[0]) for b in batches)}
+    return PruneOutcome(
+        model=pruned, steps=None, reached=result.reached, gflops_before=result.gflops_before,
+        gflops_after=result.gflops_after, speedup_gflops=result.gflops_ratio, latency_before=lat0,
+        latency_after=lat, speedup_latency=lat0 / lat, skipped=skipped,
+        per_layer=per_layer_table(before, conv_channels(pruned)), params_before=p0, params_after=count_params(pruned),
+        stop_reason="pagcp rounds done", extra={"pagcp": report})

@@ -16,17 +16,22 @@ import torch
 import torch.nn as nn
 from torch_pruning.pruner import function as tp_function
 
+from ..core.errors import CheckpointError, ConfigError, PruningError, YoloCompressError
+from ..distill.api import distill_callbacks_factory
+from ..distill.options import DistillOptions
+from ..engine.api import find_resume_checkpoint, train
 from ..engine.callbacks import Callback
 from ..engine.ema import unwrap
-from ..core.errors import CheckpointError, ConfigError, PruningError, YoloCompressError
+from ..engine.options import TrainOptions
+from ..models.checkpoint import read_checkpoint
 from . import methods
+from .options import REG_SCHEDULES, SparseOptions
 
 LOGGER = logging.getLogger("yolocompress")
 
 THRESHOLD = 1e-2  # |gamma| (or group norm) under this counts as "sparse" in results.csv
 HIST_EDGES = np.logspace(-4, 1, 51)  # |gamma| bins of the ridge plot: log axis, fixed so epochs line up
 MAX_PLOT_ROWS = 40
-SCHEDULES = ("linear", "constant")
 
 
 @dataclass(frozen=True)
@@ -41,8 +46,8 @@ class RegSchedule:
     kind: str = "linear"
 
     def __post_init__(self):
-        if self.kind not in SCHEDULES:
-            raise ConfigError(f"--reg-schedule {self.kind!r} is unknown; choose one of: {', '.join(SCHEDULES)}")
+        if self.kind not in REG_SCHEDULES:
+            raise ConfigError(f"--reg-schedule {self.kind!r} is unknown; choose one of: {', '.join(REG_SCHEDULES)}")
         for flag, v in (("--reg", self.reg), ("--reg-end", self.reg_end)):
             if v is not None and not (v >= 0 and np.isfinite(v)):
                 raise ConfigError(f"{flag} must be a finite number >= 0, got {v}")
@@ -65,7 +70,7 @@ class RegSchedule:
 def sparse_method(name: str) -> methods.PruneMethod:
     method = methods.get_method(name)
     if not method.needs_sparse:
-        sparse = ", ".join(m.name for m in methods.METHODS.values() if m.needs_sparse)
+        sparse = ", ".join(methods.sparse_method_names())
         raise ConfigError(f"method {method.name} needs no sparse training; sparse training supports: {sparse}")
     return method
 
@@ -279,36 +284,31 @@ def plot_bn_ridge(hists: dict[int, list[int]], path, title: str = "") -> Path:
 
 
 # ---- the command ----------------------------------------------------------------------------------
-def sparse_command(args) -> dict:
-    """`yolocompress sparse`: train --weights with the method's regulariser into runs/sparse/expN."""
-    from ..cli import train_options_from
-    from ..engine.api import find_resume_checkpoint, train
-    from ..models.checkpoint import read_checkpoint
-
-    opts = train_options_from(args, "runs/sparse")
-    settings = {"sparse_method": args.method, "sparse_reg": args.reg, "sparse_reg_end": args.reg_end,
-                "sparse_schedule": args.reg_schedule}
-    if args.resume:
-        saved = read_checkpoint(find_resume_checkpoint(args.resume, opts.project)).get("meta") or {}
+def sparse_command(weights: str | None, sparse: SparseOptions, train_opts: TrainOptions,
+                   distill: DistillOptions | None = None, resume=None) -> dict:
+    """`yolocompress sparse`: train `weights` with the method's regulariser into runs/sparse/expN."""
+    settings = {"sparse_method": sparse.method, "sparse_reg": sparse.reg, "sparse_reg_end": sparse.reg_end,
+                "sparse_schedule": sparse.reg_schedule}
+    if resume:
+        saved = read_checkpoint(find_resume_checkpoint(resume, train_opts.project)).get("meta") or {}
         if "sparse_method" not in saved:
-            raise CheckpointError(f"--resume {args.resume}: not a sparse-training run; resume it with "
+            raise CheckpointError(f"--resume {resume}: not a sparse-training run; resume it with "
                                   "`yolocompress train --resume`")
         settings = {k: saved.get(k, settings[k]) for k in settings}
         LOGGER.info(f"resuming sparse training with its saved settings: {settings}")
     schedule = RegSchedule(settings["sparse_reg"], settings["sparse_reg_end"], settings["sparse_schedule"])
     sparse_method(settings["sparse_method"])
     settings["sparse_reg_end"] = schedule.end
-    distill = _distill_factory(args)
+    distill_factory = distill_callbacks_factory(distill, train_opts.imgsz)
     made: list[SparseCallback] = []
 
     def factory(model, data):
         cb = SparseCallback(settings["sparse_method"], model, reg=schedule.reg, reg_end=schedule.end,
                             schedule=schedule.kind)
         made.append(cb)
-        return [cb] + (list(distill(model, data)) if distill else [])
+        return [cb] + (list(distill_factory(model, data)) if distill_factory else [])
 
-    res = train(opts, weights=args.weights, hyp=args.hyp, resume=args.resume, callbacks_factory=factory,
-                meta=settings)
+    res = train(train_opts, weights=weights, resume=resume, callbacks_factory=factory, meta=settings)
     m = res.metrics or {}
     final = made[-1].last.get("sparse/bn_lt_1e-2") if made else None
     print(f"results saved to {res.save_dir}\n  best: {res.best}\n  last: {res.last}")
@@ -319,15 +319,3 @@ def sparse_command(args) -> dict:
     return {"save_dir": str(res.save_dir), "best": str(res.best), "last": str(res.last),
             "mAP50": m.get("mAP50"), "mAP50-95": m.get("mAP50-95"), "bn_lt_1e-2": final,
             "method": settings["sparse_method"]}
-
-
-def _distill_factory(args):
-    """Distillation callbacks when a teacher is given (flag errors surface before training starts)."""
-    try:
-        from ..distill.api import distill_callbacks_factory
-    except ModuleNotFoundError:
-        if getattr(args, "teacher", None) is None:
-            return None
-        raise ConfigError("--teacher: distillation is not available in this installation "
-                          "(yolocompress.distill.api is missing); drop --teacher") from None
-    return distill_callbacks_factory(args)

@@ -29,7 +29,7 @@ METRICS = ("gflops", "latency")
 class PruneOutcome:
     """What `prune_to_target` did. `per_layer` rows are `{name, before, after}` (output channels per conv)."""
     model: nn.Module
-    steps: int
+    steps: int | None  # None: a strategy without steps (PAGCP's rounds)
     reached: bool
     gflops_before: float
     gflops_after: float
@@ -42,12 +42,13 @@ class PruneOutcome:
     params_before: int = 0
     params_after: int = 0
     stop_reason: str = ""
+    extra: dict = field(default_factory=dict)  # a strategy's own report (e.g. {"pagcp": rounds and layers})
 
     def summary(self) -> dict:
         """Plain numbers for reports and checkpoint metadata (no model)."""
         keys = ("steps", "reached", "stop_reason", "gflops_before", "gflops_after", "speedup_gflops",
                 "latency_before", "latency_after", "speedup_latency", "params_before", "params_after")
-        return {k: getattr(self, k) for k in keys}
+        return {**{k: getattr(self, k) for k in keys}, **self.extra}
 
 
 def conv_channels(model: nn.Module) -> dict[str, int]:
