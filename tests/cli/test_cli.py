@@ -48,7 +48,7 @@ def test_flags_land_in_their_fields(tmp_path):
                                 "--teacher", "auto", "--kd-logit", "ast", "--kd-option", "beta=2",
                                 "--modules", "a.py", "--modules", "b.py"])
     assert cmd.name == "prune"
-    prune, train, distill = kw["prune"], kw["train"], kw["distill"]
+    prune, train, distill = kw["prune"], kw["train_opts"], kw["distill"]
     assert (prune.method, prune.speedup, prune.global_pruning, prune.round_to) == ("pagcp", 3.0, True, 8)
     assert prune.pagcp.rounds == 2 and prune.pagcp.initial_rate == 0.05
     assert (train.imgsz, train.epochs, train.project, train.modules) == (96, 5, "runs/prune", ["a.py", "b.py"])

@@ -158,7 +158,7 @@ def test_pagcp_is_dispatched_to_its_own_loop(demo, monkeypatch):
     torch.manual_seed(0)
     model = Model(v5_cfg(nc=10))
     hyp = Hyp.default_for(model.yaml)
-    outcome = api.prune_model(model, kw["prune"], kw["train"], data, hyp, torch.device("cpu"), IMGSZ,
+    outcome = api.prune_model(model, kw["prune"], kw["train_opts"], data, hyp, torch.device("cpu"), IMGSZ,
                               demo.root / "pagcp_run")
     summary, skipped, per_layer = outcome.summary(), outcome.skipped, outcome.per_layer
     assert seen["prune"] is kw["prune"] and seen["hyp"] is hyp and seen["data"] is data

@@ -96,30 +96,19 @@ def _run_train(weights, cfg, resume, train_opts, distill):
             **{k: m.get(k) for k in ("mAP50", "mAP50-95", "precision", "recall")}}
 
 
-def _add_sparse(p):
-    _weights(p)
-    _resume(p)
-    add_options(p, SparseOptions)
-    _train_flags(p, "runs/sparse")
-    _distill_flags(p)
+def _compression_command(name: str, help: str, cls, key: str, weights_help: str, resume_help: str, run) -> Command:
+    """`sparse` and `prune`: --weights, --resume, their own options class, training and distillation options."""
+    def add(p):
+        _weights(p, weights_help)
+        _resume(p, resume_help)
+        add_options(p, cls)
+        _train_flags(p, f"runs/{name}")
+        _distill_flags(p)
 
-
-def _build_sparse(a):
-    return {"weights": a.weights, "sparse": options_from(a, SparseOptions), "train_opts": options_from(a, TrainOptions),
-            "distill": options_from(a, DistillOptions), "resume": a.resume}
-
-
-def _add_prune(p):
-    _weights(p, "checkpoint to prune (trained on --data; ours or an official .pt)")
-    _resume(p, "continue an interrupted prune run (its folder; alone: the newest under --project)")
-    add_options(p, PruneOptions)
-    _train_flags(p, "runs/prune")
-    _distill_flags(p)
-
-
-def _build_prune(a):
-    return {"weights": a.weights, "prune": options_from(a, PruneOptions), "train": options_from(a, TrainOptions),
-            "distill": options_from(a, DistillOptions), "resume": a.resume}
+    def build(a):
+        return {"weights": a.weights, key: options_from(a, cls), "train_opts": options_from(a, TrainOptions),
+                "distill": options_from(a, DistillOptions), "resume": a.resume}
+    return Command(name, help, add, build, run)
 
 
 def _add_compress(p):
@@ -144,9 +133,12 @@ COMMANDS = [
     _single(DemoDataOptions, _run_demo_data, "demo-data", "generate the built-in digits detection dataset"),
     Command("train", "train a model (from a yaml, from weights, or resume)", _add_train, _build_train, _run_train),
     _single(ValOptions, _run_val, "val", "validate a checkpoint (official val.py numbers)"),
-    Command("sparse", "sparse training (regularise BN scales / groups) before pruning", _add_sparse, _build_sparse,
-            sparse_command),
-    Command("prune", "prune to a target speed-up, then finetune", _add_prune, _build_prune, prune_command),
+    _compression_command("sparse", "sparse training (regularise BN scales / groups) before pruning", SparseOptions,
+                         "sparse", "checkpoint to sparse-train (ours or an official .pt)", RESUME_HELP, sparse_command),
+    _compression_command("prune", "prune to a target speed-up, then finetune", PruneOptions, "prune",
+                         "checkpoint to prune (trained on --data; ours or an official .pt)",
+                         "continue an interrupted prune run (its folder; alone: the newest under --project)",
+                         prune_command),
     Command("compress", "sparse training (if needed) -> prune -> finetune -> report, resumable", _add_compress,
             _build_compress, compress_command),
     _single(BenchOptions, bench_command, "bench", "validate and time several models the same way, side by side"),

@@ -94,8 +94,15 @@ def device_option(default: str = ""):
     return option(default, "cpu, a CUDA index (0) or a list (0,1); empty: the first GPU if any, else cpu")
 
 
+def worker_count(s) -> int:
+    v = int(s)
+    if v < 0:
+        raise ValueError(f"--workers must be >= 0, got {s}")
+    return v
+
+
 def workers_option():
-    return option(8, "data-loader worker processes (0: load in the main process)", type=non_negative_int)
+    return option(8, "data-loader worker processes (0: load in the main process)", type=worker_count)
 
 
 def modules_option():

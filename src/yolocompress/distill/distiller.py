@@ -17,6 +17,7 @@ import torch.distributed as td
 from torch import Tensor, nn
 
 from ..engine.callbacks import Callback
+from ..engine.options import model_stride
 from ..core.errors import CheckpointError, ConfigError
 from ..models.checkpoint import load_model
 from ..core.stats import count_params
@@ -46,7 +47,7 @@ def load_teacher(source) -> nn.Module:
 
 def training_imgsz(imgsz: int, model: nn.Module) -> int:
     """The image size the trainer will really use (rounded up to the stride, as the trainer does)."""
-    stride = max(int(model.stride.max()), 32)
+    stride = model_stride(model)
     return max(-(-int(imgsz) // stride) * stride, stride)
 
 

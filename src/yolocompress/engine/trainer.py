@@ -30,7 +30,7 @@ from .ema import ModelEMA, unwrap
 from ..core.hyp import Hyp
 from .losses import build_loss
 from .metrics import fitness
-from .options import TrainOptions, check_imgsz
+from .options import TrainOptions, check_imgsz, model_stride
 from ..core.rundir import ResultsCSV, atomic_write_text
 from .validator import Validator
 
@@ -114,7 +114,7 @@ class Trainer:
         self.rank, self.world = dist.rank(), dist.world_size()
         self.device = dist.device_for_rank(select_device(opts.device))
         self.model = model.to(self.device)
-        self.stride = max(int(unwrap(model).stride.max()), 32)
+        self.stride = model_stride(unwrap(model))
         self.imgsz = check_imgsz(opts.imgsz, self.stride)
         self.wdir = self.save_dir / "weights"
         self.best_fitness, self.start_epoch, self.epoch = 0.0, 0, 0

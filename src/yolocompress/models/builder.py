@@ -258,15 +258,30 @@ class Model(nn.Module):
             elif isinstance(m, (nn.Hardswish, nn.LeakyReLU, nn.ReLU, nn.ReLU6, nn.SiLU)):
                 m.inplace = True
 
-    def _forward_layers(self, x, capture=()):
-        y, feats = [], {}
-        for m in self.model:
+    @staticmethod
+    def sources(m) -> list[int]:
+        """Absolute indices of the layers layer `m` reads; -1 is the output of the layer before it."""
+        froms = m.f if isinstance(m.f, list) else [m.f]
+        return [j if j == -1 or j >= 0 else m.i + j for j in froms]
+
+    def run_layers(self, x, saved: dict, start: int = 0, stop: int | None = None, capture=(), feats=None):
+        """Run layers `start:stop` on `x` (the input, or the output of layer start-1). `saved` holds the outputs
+        of earlier layers that later ones read and is updated in place; with `feats`, the outputs of the
+        `capture` layers are put there. `forward` is this from 0; pruning's trials resume it mid-way."""
+        for m in self.model[start:stop] if (start or stop is not None) else self.model:
             if m.f != -1:
-                x = y[m.f] if isinstance(m.f, int) else [x if j == -1 else y[j] for j in m.f]
+                srcs = [x if j == -1 else saved[j] for j in self.sources(m)]
+                x = srcs if isinstance(m.f, list) else srcs[0]
             x = m(x)
-            y.append(x if m.i in self.save else None)
-            if m.i in capture:
+            if m.i in self.save:
+                saved[m.i] = x
+            if feats is not None and m.i in capture:
                 feats[m.i] = x
+        return x
+
+    def _forward_layers(self, x, capture=()):
+        feats = {}
+        x = self.run_layers(x, {}, capture=capture, feats=feats)
         return (x, feats) if capture else x
 
     def forward(self, x, capture=None):

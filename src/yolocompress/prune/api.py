@@ -170,17 +170,17 @@ def prune_and_save(weights, prune: PruneOptions, train: TrainOptions, distill: D
     return model, meta, hyp
 
 
-def prune_command(weights: str | None, prune: PruneOptions, train: TrainOptions,
+def prune_command(weights: str | None, prune: PruneOptions, train_opts: TrainOptions,
                   distill: DistillOptions | None = None, resume=None) -> dict:
     """Run `yolocompress prune` (see the module docstring); returns the summary the CLI prints with --json."""
     prune.check()  # an unknown name fails before a run folder is made
-    data = load_data_config(train.data)
+    data = load_data_config(train_opts.data)
     if resume:
-        return _resume(resume, weights, prune, train, distill, data)
-    save_dir = increment_path(Path(train.project) / train.name, train.exist_ok)
+        return _resume(resume, weights, prune, train_opts, distill, data)
+    save_dir = increment_path(Path(train_opts.project) / train_opts.name, train_opts.exist_ok)
     save_dir.mkdir(parents=True, exist_ok=True)
-    model, meta, hyp = prune_and_save(weights, prune, train, distill, data, save_dir)
-    return _finetune_and_report(prune, train, distill, data, save_dir, model, meta, hyp)
+    model, meta, hyp = prune_and_save(weights, prune, train_opts, distill, data, save_dir)
+    return _finetune_and_report(prune, train_opts, distill, data, save_dir, model, meta, hyp)
 
 
 def _finetune_and_report(prune: PruneOptions, train_opts: TrainOptions, distill, data, save_dir: Path, model,

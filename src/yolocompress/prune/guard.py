@@ -24,7 +24,7 @@ import torch.nn as nn
 import torch_pruning as tp
 
 from ..core.errors import PruningError
-from ..models.heads import ImplicitA, ImplicitM
+from .graph import implicit_parameters, layer_index
 from .methods import get_method
 from .tp_fixes import prepare_model_for_pruning
 
@@ -52,11 +52,6 @@ class Unprunable:
 
 
 # ---- tracing: implicit parameters and black-box layers ---------------------------------------------------
-def implicit_parameters(model: nn.Module) -> dict:
-    """IDetect's implicit knowledge `[1, C, 1, 1]`, pruned along the channel dim (1)."""
-    return {m.implicit: 1 for m in model.modules() if isinstance(m, (ImplicitA, ImplicitM))}
-
-
 class _BlackBox(torch.autograd.Function):
     """Runs a layer without recording its inside. The output's grad_fn links straight to the inputs."""
 
@@ -140,11 +135,6 @@ def build_graph(model: nn.Module, example_inputs, opaque=()) -> tp.DependencyGra
 
 
 # ---- the guard --------------------------------------------------------------------------------------------
-def _layer_index(name: str) -> int | None:
-    parts = name.split(".")
-    return int(parts[1]) if len(parts) > 1 and parts[0] == "model" and parts[1].isdigit() else None
-
-
 def _short(e: BaseException) -> str:
     text = str(e).strip().splitlines()[0] if str(e).strip() else ""
     return f"{type(e).__name__}: {text[:160]}"
@@ -312,7 +302,7 @@ def find_unprunable(model: nn.Module, example_inputs, method=None) -> Unprunable
     for name in roots:
         if name in reasons:
             ignored.append(modules[name])
-            skipped.append({"layer": _layer_index(name), "module": name, "reason": reasons[name]})
+            skipped.append({"layer": layer_index(name), "module": name, "reason": reasons[name]})
     for s in skipped:
         LOGGER.warning(f"prune: skipping layer {s['layer']} {s['module']}: {s['reason']}")
     model.train(was_training)

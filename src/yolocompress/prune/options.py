@@ -14,6 +14,14 @@ from .methods import METHODS, sparse_method_names
 SPEEDUP_METRICS = ("gflops", "latency")
 
 
+def require_speedup(v: float) -> float:
+    """The one rule for a speed-up target (the CLI's parser and every library entry point use it)."""
+    try:
+        return speedup_factor(v)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
 def finetune_epochs(s) -> int:
     v = int(s)
     if v < 0:
@@ -60,8 +68,8 @@ class PagcpOptions:
     stop_at_target: bool = option(True, "stop once the target is met", cli=False)
 
     def check(self) -> "PagcpOptions":
-        bad = [(self.speedup <= 1, f"--speedup must be > 1, got {self.speedup}"),
-               (not 0 < self.topk <= 1, f"--topk must be in (0, 1], got {self.topk}"),
+        require_speedup(self.speedup)
+        bad = [(not 0 < self.topk <= 1, f"--topk must be in (0, 1], got {self.topk}"),
                (self.rounds < 1, f"--rounds must be >= 1, got {self.rounds}"),
                (self.imgsz < 32, f"--imgsz must be >= 32, got {self.imgsz}")]
         for r in range(max(self.rounds, 1)):
@@ -108,8 +116,7 @@ class PruneOptions:
     def check(self) -> "PruneOptions":
         if self.method not in METHODS:
             raise ConfigError(f"unknown pruning method {self.method!r}; choose one of: {', '.join(METHODS)}")
-        if not self.speedup > 1:
-            raise ConfigError(f"--speedup must be greater than 1.0 (e.g. 2.0 for twice as fast), got {self.speedup}")
+        require_speedup(self.speedup)
         return self
 
     @property

@@ -14,7 +14,6 @@ pruning is structural, so later trials run on a smaller model. docs/pagcp.md giv
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import logging
@@ -30,11 +29,11 @@ import torch_pruning as tp
 from torch_pruning import ops
 
 from ..core.errors import ConfigError, DataError, PruningError
-from ..models.heads import ImplicitA, ImplicitM
 from ..core.stats import count_gflops, count_params, measure_latency
 from ..engine.losses import build_loss
 from ..engine.options import TrainOptions, model_stride
-from .guard import find_unprunable
+from .graph import first_layer, full_group, l1_order, out_fn, owner, pruned_view, subset
+from .guard import build_graph, find_unprunable
 from .options import PagcpOptions, PruneOptions
 from .speedup import PruneOutcome, conv_channels, per_layer_table
 from .tp_fixes import prepare_model_for_pruning
@@ -170,119 +169,18 @@ def select_topk(records: Sequence[LayerRecord], topk: float) -> list[LayerRecord
     return accepted[:n]
 
 
-# ---- groups, filter L1 and reversible pruning -------------------------------------------------------------
-def _out_fn(dg, module):
-    return dg.get_pruner_of_module(module).prune_out_channels
-
-
-def _full_group(dg, root):
-    return dg.get_pruning_group(root, _out_fn(dg, root), list(range(dg.get_out_channels(root))))
-
-
-def _l1_order(dg, group) -> list[int]:
-    """Root channels by the L1 norm of their filters (summed over the group's coupled layers), lowest first."""
-    score = torch.zeros(len(group[0].idxs), dtype=torch.float64)
-    for item in group:
-        layer = item.dep.target.module
-        if isinstance(layer, (nn.modules.conv._ConvNd, nn.Linear)) and dg.is_out_channel_pruning_fn(item.dep.handler):
-            w = layer.weight.detach()
-            w = w.transpose(0, 1) if getattr(layer, "transposed", False) else w
-            norms = w[item.idxs].abs().flatten(1).sum(1).double().cpu()
-            score.index_add_(0, torch.as_tensor(item.root_idxs, dtype=torch.long), norms)
-    return torch.argsort(score, stable=True).tolist()
-
-
-def _subset(group, roots) -> list:
-    """(dependency, indices) of the group restricted to some root channels."""
-    keep = set(roots)
-    out = []
-    for item in group:
-        idxs = [i for i, r in zip(item.idxs, item.root_idxs) if r in keep]
-        if idxs:
-            out.append((item.dep, idxs))
-    return out
-
-
-def _owner(dg, target) -> tuple[str, nn.Module] | None:
-    """(name, module) whose tensors the dependency target changes; None for tensor-free ops (cat, add...)."""
-    if target.type == ops.OPTYPE.PARAMETER:
-        name = dg._param_to_name[target.module]
-        parent = name.rpartition(".")[0]
-        return parent, dg.model.get_submodule(parent)
-    mod = target.module
-    if isinstance(mod, nn.Module) and (any(True for _ in mod.parameters(recurse=False))
-                                       or any(True for _ in mod.buffers(recurse=False))):
-        return dg._module2name.get(mod, ""), mod
-    return None
-
-
-@contextlib.contextmanager
-def _pruned_view(dg, items):
-    """Prune the modules of `items` in place and put every tensor back on exit.
-
-    Only modules with tensors are touched (concat/add bookkeeping of the graph stays as it is), so the
-    graph remains valid for the unpruned model once the view is closed.
-    """
-    saved = {}
-    try:
-        with torch.no_grad():
-            for dep, idxs in items:
-                owner = _owner(dg, dep.target)
-                if owner is None:
-                    continue
-                mod = owner[1]
-                if id(mod) not in saved:
-                    saved[id(mod)] = (mod, {**mod.__dict__, "_parameters": copy.copy(mod._parameters),
-                                            "_buffers": copy.copy(mod._buffers)})
-                if dep.target.type == ops.OPTYPE.PARAMETER:
-                    leaf = dg._param_to_name[dep.target.module].rpartition(".")[2]
-                    setattr(mod, leaf, dep(idxs))
-                else:
-                    dep(idxs)
-        yield
-    finally:
-        for mod, state in saved.values():
-            mod.__dict__.clear()
-            mod.__dict__.update(state)
-
-
-def _layer_index(name: str) -> int:
-    """Top-level layer of a module path `model.<i>....`; 0 (start from the input) when unknown."""
-    parts = name.split(".")
-    return int(parts[1]) if len(parts) > 1 and parts[0] == "model" and parts[1].isdigit() else 0
-
-
-def _first_layer(dg, items) -> int:
-    owners = [_owner(dg, dep.target) for dep, _ in items]
-    return min((_layer_index(o[0]) for o in owners if o is not None), default=0)
-
-
-def _implicit_parameters(model) -> list:
-    return [(m.implicit, 1) for m in model.modules() if isinstance(m, (ImplicitA, ImplicitM))]
-
-
 def _build_graph(model: nn.Module, x, opaque=()) -> tp.DependencyGraph:
     """The dependency graph, built as the guard builds it (implicit parameters, black-box layers)."""
     prepare_model_for_pruning(model)
     model.eval()
-    try:
-        from .guard import build_graph
-    except ImportError:  # guard not available: trace with IDetect's implicit parameters only
-        return tp.DependencyGraph().build_dependency(model, x, unwrapped_parameters=_implicit_parameters(model),
-                                                     verbose=False)
     return build_graph(model, x, opaque)
 
 
 # ---- the calibration set: three loss components, resumable forward pass ----------------------------------
-def _sources(m) -> list[int]:
-    froms = m.f if isinstance(m.f, list) else [m.f]
-    return [j if j == -1 or j >= 0 else m.i + j for j in froms]
-
-
 class Calibration:
     """Box, obj and cls losses summed over fixed batches (model in eval mode: BN uses running stats).
 
-    For a `Model` (layers with `i`, `f`) the forward pass can start at layer `start` from `prefix()`.
+    For a `Model` the forward pass can start at layer `start` from `prefix()` (`Model.run_layers`).
     """
 
     def __init__(self, batches, loss_fn):
@@ -296,43 +194,24 @@ class Calibration:
 
     @staticmethod
     def resumable(model) -> bool:
-        return isinstance(getattr(model, "model", None), nn.Sequential) and hasattr(model, "save") and \
-            all(hasattr(m, "f") and hasattr(m, "i") for m in model.model)
+        return hasattr(model, "run_layers") and isinstance(getattr(model, "model", None), nn.Sequential)
 
     @torch.no_grad()
     def prefix(self, model, start: int) -> list:
         """Per batch, (output of layer start-1, {j: output of layer j < start read at or after start})."""
         if start <= 0 or not self.resumable(model):
             return [None] * len(self.batches)
-        layers, save = list(model.model), set(model.save)
-        need = {j for m in layers[start:] for j in _sources(m) if 0 <= j < start}
+        need = {j for m in model.model[start:] for j in model.sources(m) if 0 <= j < start}
         states = []
         for imgs, _ in self.batches:
-            x, y = imgs, {}
-            for m in layers[:start]:
-                x = m(self._inputs(m, x, y))
-                if m.i in save:
-                    y[m.i] = x
-            states.append((x, {j: y[j] for j in need}))
+            saved = {}
+            x = model.run_layers(imgs, saved, stop=start)
+            states.append((x, {j: saved[j] for j in need}))
         return states
 
     @staticmethod
-    def _inputs(m, x, y):
-        if m.f == -1:
-            return x
-        srcs = [x if j == -1 else y[j] for j in _sources(m)]
-        return srcs if isinstance(m.f, list) else srcs[0]
-
-    def _forward(self, model, imgs, state, start):
-        if state is None:
-            out = model(imgs)
-        else:
-            x, y, save = state[0], dict(state[1]), set(model.save)
-            for m in list(model.model)[start:]:
-                x = m(self._inputs(m, x, y))
-                if m.i in save:
-                    y[m.i] = x
-            out = x
+    def _forward(model, imgs, state, start):
+        out = model(imgs) if state is None else model.run_layers(state[0], dict(state[1]), start=start)
         return out[1] if isinstance(out, tuple) else out
 
     @torch.no_grad()
@@ -358,7 +237,7 @@ def _excess(value: float, limit: float) -> float:
 # ---- one round --------------------------------------------------------------------------------------------
 def _apply(dg, name: str, idxs) -> None:
     root = dg.model.get_submodule(name)
-    dg.get_pruning_group(root, _out_fn(dg, root), idxs).prune()
+    dg.get_pruning_group(root, out_fn(dg, root), idxs).prune()
 
 
 def _why(e: Exception) -> str:
@@ -396,8 +275,8 @@ class _Round:
         return [self.dg._module2name[r] for r in roots if (self.dg.get_out_channels(r) or 0) > 1]
 
     def _group(self, name):
-        group = _full_group(self.dg, self.work.get_submodule(name))
-        return group, _l1_order(self.dg, group)
+        group = full_group(self.dg, self.work.get_submodule(name))
+        return group, l1_order(self.dg, group)
 
     def _probe(self, names) -> list[tuple[str, float]]:
         """GFLOPs removed by pruning PROBE_RATIO of each group alone (dependants included)."""
@@ -406,7 +285,7 @@ class _Round:
         for name in names:
             try:
                 group, order = self._group(name)
-                with _pruned_view(self.dg, _subset(group, order[:max(1, int(PROBE_RATIO * len(order)))])):
+                with pruned_view(self.dg, subset(group, order[:max(1, int(PROBE_RATIO * len(order)))])):
                     out.append((name, g0 - count_gflops(self.work, self.opts.imgsz)))
             except Exception as e:  # a group Torch-Pruning cannot cut cleanly (user modules): leave it whole
                 channels = self.dg.get_out_channels(self.work.get_submodule(name))
@@ -467,11 +346,11 @@ class _Round:
         rec.channels = len(order)
         counts = sorted({min(len(order) - 1, len(order) * k // GRID_STEPS) for k in range(1, GRID_STEPS)} - {0})
         limits = [min((1 + rec.tolerance) * p, self.big_d * b) for p, b in zip(prev, baseline)]
-        start = _first_layer(self.dg, group) if self.calib.resumable(self.work) else 0
+        start = first_layer(self.dg, group) if self.calib.resumable(self.work) else 0
         states = self.calib.prefix(self.work, start)
         for n in counts:
             rec.trials += 1
-            with _pruned_view(self.dg, _subset(group, order[:n])):
+            with pruned_view(self.dg, subset(group, order[:n])):
                 losses, broken = self.calib.losses(self.work, states, start, limits)
             if broken is not None:
                 rec.stop = COMPONENTS[broken]

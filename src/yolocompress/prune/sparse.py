@@ -25,6 +25,7 @@ from ..engine.ema import unwrap
 from ..engine.options import TrainOptions
 from ..models.checkpoint import read_checkpoint
 from . import methods
+from .graph import implicit_parameters
 from .options import REG_SCHEDULES, SparseOptions
 
 LOGGER = logging.getLogger("yolocompress")
@@ -106,11 +107,9 @@ def group_bn_norms(pruner) -> torch.Tensor:
 def head_pruning_args(model: nn.Module) -> tuple[list, list | None]:
     """(ignored layers, unwrapped parameters) of a YOLO model: the head's output convs never change;
     IDetect's implicit terms follow their channels (dim 1)."""
-    from ..models.heads import ImplicitA, ImplicitM
     head = getattr(model, "head", None)
     ignored = list(getattr(head, "m", []) or [])
-    implicit = [(m.implicit, 1) for m in (head.modules() if head is not None else ())
-                if isinstance(m, (ImplicitA, ImplicitM))]
+    implicit = list(implicit_parameters(head).items()) if head is not None else []
     return ignored, implicit or None
 
 

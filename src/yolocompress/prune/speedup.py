@@ -20,6 +20,7 @@ from ..core.errors import ConfigError, PruningError
 from ..core.stats import count_gflops, count_params, measure_latency
 from .guard import Unprunable, find_unprunable
 from .methods import build_pruner, get_method
+from .options import require_speedup
 
 LOGGER = logging.getLogger("yolocompress")
 METRICS = ("gflops", "latency")
@@ -61,8 +62,7 @@ def per_layer_table(before: dict[str, int], after: dict[str, int]) -> list[dict]
 
 
 def _check_options(method, speedup, metric, max_steps, max_ratio, round_to, grad_fn):
-    if not speedup > 1.0:
-        raise ConfigError(f"--speedup must be greater than 1.0 (e.g. 2.0 for twice as fast), got {speedup}")
+    require_speedup(speedup)
     if metric not in METRICS:
         raise ConfigError(f"--speedup-metric must be one of {', '.join(METRICS)}, got {metric!r}")
     if max_steps < 1:
