@@ -1,0 +1,155 @@
+"""Every global that official training scripts pickle besides the model classes is accepted, each in a
+checkpoint shaped like the official ones (protocol 2, the real module paths), and the model still loads exactly.
+
+The entries are what yolov5 v6.0-v7.0 and yolov7 `train.py` write (`best_fitness` from `fitness()` is a numpy
+array, evolved hyperparameters are numpy scalars, `opt`, `ema`, the optimizer, FP64 `class_weights`), and what
+other versions name differently (numpy 1's `numpy.core`, protocol 0/1's `copy_reg._reconstructor`, Windows paths).
+"""
+import argparse
+import copy
+import datetime
+import pathlib
+
+import numpy as np
+import pytest
+import torch
+
+from yolocompress.models.checkpoint import load_model
+
+from .helpers import assert_outputs_close, image, outputs, randomise, small_model
+from .official_fakes import pickled_globals, write_official_checkpoint
+
+
+class _V1Tensor:
+    """Pickles a tensor the way torch before 0.4.1 did: torch._utils._rebuild_tensor(storage, offset, size, stride)."""
+
+    def __init__(self, t):
+        self.t = t
+
+    def __reduce__(self):
+        t = self.t
+        storage = torch.storage.TypedStorage(wrap_storage=t.untyped_storage(), dtype=t.dtype, _internal=True)
+        return torch._utils._rebuild_tensor, (storage, t.storage_offset(), tuple(t.size()), t.stride())
+
+
+def _attr(**values):
+    """Set attributes on the official model object, as train.py does (`model.hyp = hyp`, `model.class_weights`)."""
+    return {"tamper": lambda obj: obj.__dict__.update(values)}
+
+
+def _optimizer(cls, **kw):
+    """An optimizer object over the pickled parameters (forks save the object instead of its state_dict)."""
+    def extra(obj):
+        params = [p for p in obj.parameters()]
+        opt = cls(params, lr=0.01, **kw)
+        for p in params:
+            opt.state[p]["momentum_buffer"] = torch.zeros_like(p, dtype=torch.float32)
+        return {"optimizer": opt}
+    return {"extra": extra}
+
+
+def _param_with_state(obj):
+    p = obj.model[0].conv.weight
+    p.official_note = "frozen"  # a parameter with attributes pickles through _rebuild_parameter_with_state
+
+
+_ARRAY = {"extra": {"best_fitness": np.array([0.6125])}}  # yolov7/yolov5 fitness() returns an array
+_SCALARS = _attr(hyp={"lr0": np.float64(0.01), "mosaic": np.float64(1.0), "anchors": np.int64(3)})  # evolved hyps
+_NS = {"extra": {"opt": argparse.Namespace(weights="yolov5s.pt", epochs=300, save_dir=pathlib.PosixPath("runs/exp"))}}
+_WIN = {"extra": {"opt": argparse.Namespace(save_dir=pathlib.PureWindowsPath(r"C:\runs\train\exp"))},
+        "renames": {"pathlib.PureWindowsPath": "pathlib.WindowsPath"}}
+
+# the global -> how an official-shaped checkpoint comes to name it
+CASES = {
+    "_codecs.encode": _ARRAY,
+    "numpy._core.multiarray._reconstruct": _ARRAY,
+    "numpy.core.multiarray._reconstruct": {**_ARRAY, "renames": {
+        "numpy._core.multiarray._reconstruct": "numpy.core.multiarray._reconstruct"}},
+    "numpy.ndarray": _ARRAY,
+    "numpy.dtype": _ARRAY,
+    "numpy._core.multiarray.scalar": _SCALARS,
+    "numpy.core.multiarray.scalar": {**_SCALARS, "renames": {
+        "numpy._core.multiarray.scalar": "numpy.core.multiarray.scalar"}},
+    "__builtin__.set": {},  # every nn.Module's _non_persistent_buffers_set, at protocol 2
+    "builtins.set": {"renames": {"builtins.set": "builtins.set"}},  # as protocol 3+ writes it
+    "collections.OrderedDict": {},
+    "collections.defaultdict": _optimizer(torch.optim.SGD, momentum=0.9, nesterov=True),
+    "__builtin__.dict": _optimizer(torch.optim.SGD, momentum=0.9, nesterov=True),
+    "torch.optim.sgd.SGD": _optimizer(torch.optim.SGD, momentum=0.9, nesterov=True),
+    "torch.optim.adam.Adam": _optimizer(torch.optim.Adam, betas=(0.937, 0.999)),
+    "torch.optim.adamw.AdamW": _optimizer(torch.optim.AdamW, betas=(0.937, 0.999)),
+    "argparse.Namespace": _NS,
+    "pathlib.PosixPath": _NS,
+    "pathlib.WindowsPath": _WIN,
+    "torch.HalfStorage": {},
+    "torch.LongStorage": {},  # BatchNorm's num_batches_tracked
+    "torch.DoubleStorage": _attr(class_weights=torch.rand(3, dtype=torch.float64)),  # labels_to_class_weights
+    "torch.FloatStorage": {"extra": {"optimizer": {"state": {0: {"momentum_buffer": torch.zeros(4)}},
+                                                   "param_groups": [{"lr": 0.01, "params": [0]}]}}},
+    "torch.IntStorage": _attr(counts=torch.zeros(3, dtype=torch.int32)),
+    "torch.ShortStorage": _attr(counts=torch.zeros(3, dtype=torch.int16)),
+    "torch.CharStorage": _attr(counts=torch.zeros(3, dtype=torch.int8)),
+    "torch.ByteStorage": _attr(counts=torch.zeros(3, dtype=torch.uint8)),
+    "torch.BoolStorage": _attr(mask=torch.zeros(3, dtype=torch.bool)),
+    "torch.BFloat16Storage": _attr(scale=torch.zeros(3, dtype=torch.bfloat16)),
+    "torch.ComplexFloatStorage": _attr(spectrum=torch.zeros(3, dtype=torch.complex64)),
+    "torch.ComplexDoubleStorage": _attr(spectrum=torch.zeros(3, dtype=torch.complex128)),
+    "torch._utils._rebuild_tensor": _attr(class_weights=_V1Tensor(torch.rand(3))),
+    "torch._utils._rebuild_tensor_v2": {},
+    "torch._utils._rebuild_parameter": {},
+    "torch._utils._rebuild_parameter_with_state": {"tamper": _param_with_state},
+    "torch.Size": _attr(input_shape=torch.Size([1, 3, 64, 64])),
+    "torch.device": _attr(device=torch.device("cpu")),
+    "copy_reg._reconstructor": {"pickle_protocol": 1},  # protocol 0/1 object pickles
+    "__builtin__.object": {"pickle_protocol": 1},
+    "datetime.datetime": {"extra": {"date": datetime.datetime(2022, 11, 22, 15, 0, 0)}},
+}
+
+
+@pytest.fixture(scope="module")
+def model():
+    return randomise(small_model("yolov5n")).eval()
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_official_checkpoint_naming_global_loads(tmp_path, model, name):
+    path = write_official_checkpoint(model, tmp_path / "official.pt", model_class="DetectionModel", **CASES[name])
+    assert name in pickled_globals(path)  # the file really names it, under that module path
+    loaded, ckpt = load_model(path)
+    assert ckpt["format"] == "official" and ckpt["meta"]["source"] == "models.yolo.DetectionModel"
+    x = image(1)
+    assert_outputs_close(outputs(loaded, x), outputs(copy.deepcopy(model).half().float(), x))
+
+
+def _train_py_entries(kind: str, seed: int):
+    """The top-level entries of an unstripped train.py checkpoint, per repository and version."""
+    fitness = np.array([0.5321])
+    if kind == "yolov7":
+        return {"epoch": 41, "best_fitness": fitness, "training_results": "  41/299  1.2G  0.0412 ...\n",
+                "updates": 5200, "wandb_id": None}
+    entries = {"epoch": 41, "best_fitness": fitness, "updates": 5200, "wandb_id": None,
+               "date": "2022-11-22T15:00:00.000000"}
+    if kind == "yolov5 v7.0":
+        entries.pop("wandb_id")
+        entries["opt"] = {"weights": "yolov5n.pt", "cfg": "", "epochs": 300, "batch_size": 16, "imgsz": 640,
+                          "hyp": {"lr0": np.float64(0.01)}, "save_dir": "runs/train/exp", "freeze": [0]}
+        entries["git"] = {"remote": "https://github.com/ultralytics/yolov5", "branch": "master", "commit": "915bbf2"}
+    return entries
+
+
+@pytest.mark.parametrize("kind, name, cls", [("yolov5 v6.0", "yolov5n", "Model"),
+                                            ("yolov5 v7.0", "yolov5n", "DetectionModel"),
+                                            ("yolov7", "yolov7-tiny", "Model")])
+def test_unstripped_train_py_checkpoint_loads_the_ema(tmp_path, kind, name, cls):
+    """train.py's last.pt: model, ema (what we load, as the official loaders do), optimizer state, numpy fitness."""
+    model, ema = randomise(small_model(name), seed=1).eval(), randomise(small_model(name, seed=5), seed=2).eval()
+
+    def extra(obj):
+        opt = torch.optim.SGD(list(obj.parameters()), lr=0.01, momentum=0.937, nesterov=True)
+        return {**_train_py_entries(kind, 0), "optimizer": opt.state_dict()}
+
+    path = write_official_checkpoint(model, tmp_path / "last.pt", model_class=cls, ema=ema, extra=extra)
+    loaded, ckpt = load_model(path)
+    assert ckpt["meta"]["epoch"] == 41
+    x = image(1)
+    assert_outputs_close(outputs(loaded, x), outputs(copy.deepcopy(ema).half().float(), x))
