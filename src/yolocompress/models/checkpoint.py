@@ -5,6 +5,7 @@ layer, so a pruned model is rebuilt exactly: build from the yaml, re-shape the l
 """
 from __future__ import annotations
 
+import copy
 import datetime
 import os
 import tempfile
@@ -51,6 +52,31 @@ def conform_to(model: nn.Module, state_dict: dict, structure: dict | None = None
                     new = torch.empty(src.shape, dtype=t.dtype, device=t.device)
                     getattr(m, group)[key] = nn.Parameter(new, requires_grad=t.requires_grad) \
                         if isinstance(t, nn.Parameter) else new
+    return model
+
+
+def fuse_like(model: nn.Module, state_dict: dict) -> nn.Module:
+    """Fuse (in place) each layer that `state_dict` holds in its fused, deploy form.
+
+    Official files come with layers fused one by one: YOLOv7's RepConv as one `rbr_reparam` conv, a Conv
+    without its BatchNorm. A layer whose keys differ from the state_dict's, and match once the layer is fused,
+    is fused before loading; any other difference is left for the strict load to report.
+    """
+    keys = {k for k in state_dict if not k.endswith(".anchor_grid")}
+
+    def visit(m: nn.Module, prefix: str):
+        if m is not model and hasattr(m, "fuse"):
+            theirs = {k for k in keys if k.startswith(prefix)}
+            if {prefix + k for k in m.state_dict()} != theirs:
+                trial = copy.deepcopy(m)
+                trial.fuse()
+                if {prefix + k for k in trial.state_dict()} == theirs:
+                    m.fuse()
+                    return
+        for name, child in m.named_children():
+            visit(child, f"{prefix}{name}.")
+
+    visit(model, "")
     return model
 
 
@@ -136,6 +162,7 @@ def model_from_record(record: dict, state_dict: dict) -> Model:
     model = Model(record["yaml"], names=record.get("names"))
     if record.get("fused"):
         model.fuse()
+    fuse_like(model, state_dict)
     conform_to(model, state_dict, record.get("structure"))
     try:
         model.load_state_dict(state_dict, strict=True)
