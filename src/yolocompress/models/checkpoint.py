@@ -171,6 +171,37 @@ def model_from_record(record: dict, state_dict: dict) -> Model:
     return model
 
 
+def architecture_for(record: dict, state_dict: dict, nc: int, names=None) -> Model:
+    """The checkpoint's model (pruned or fused layers as it holds them) with a new head for `nc` classes.
+
+    The head keeps its type, anchors, strides and input widths; its convs are new (initialised as the builder
+    does, with the official bias priors), so only the class-independent tensors carry over.
+    """
+    model = model_from_record(record, state_dict)
+    old = model.head
+    if old.nc != nc:
+        anchors = (old.anchors * old.stride.view(-1, 1, 1)).view(old.nl, -1).tolist()  # pixels, by stride
+        new = type(old)(nc, anchors, [conv.in_channels for conv in old.m]).to(old.anchors.device)
+        new.set_strides(old.stride.clone())
+        new.initialize_biases()
+        new.i, new.f, new.type, new.n = old.i, old.f, old.type, getattr(old, "n", 1)
+        new.np = sum(p.numel() for p in new.parameters())
+        model.model[-1] = new
+        model.yaml["nc"] = nc
+    model.names = list(names) if names else [str(i) for i in range(nc)]
+    return model
+
+
+def transfer_weights(model: nn.Module, state_dict: dict, exclude=()) -> tuple[int, int]:
+    """Copy every tensor whose name and shape match (names ending in an `exclude` suffix aside), as the official
+    trainers' intersect_dicts; returns (copied, tensors in the model)."""
+    own = model.state_dict()
+    take = {k: v for k, v in state_dict.items()
+            if k in own and v.shape == own[k].shape and not k.endswith(tuple(exclude))}
+    model.load_state_dict(take, strict=False)
+    return len(take), len(own)
+
+
 def load_model(path, device="cpu", nc: int | None = None) -> tuple[Model, dict]:
     """The model in a checkpoint of ours or an official one, and the checkpoint dict (for metadata/resume)."""
     ckpt = read_checkpoint(path)
