@@ -103,8 +103,8 @@ def test_cfg_and_weights_build_the_cfg_and_freeze_layer_indices(demo_data, tmp_p
 def test_prune_and_sparse_refuse_weights_of_other_classes(demo_data, source, tmp_path):
     path, _ = source
     data = load_data_config(demo_data)
-    with pytest.raises(ClassCountError, match=r"official3\.pt: the model has 3 classes but the data has 10; pruning "
-                                              r"and sparse training need a model trained on this data") as e:
+    with pytest.raises(ClassCountError, match=r"official3\.pt: the model has 3 classes but the data has 10; this "
+                                              r"needs a model trained on this data: fine-tune it first") as e:
         model_for_data(str(path), None, data)  # what prune and compress load through
     assert "\n" not in str(e.value)
     opts = TrainOptions(data=str(demo_data), epochs=1, imgsz=64, device="cpu", workers=0, project=str(tmp_path))

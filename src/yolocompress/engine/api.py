@@ -7,7 +7,7 @@ from pathlib import Path
 from ..data.dataset import load_data_config
 from ..core.errors import CheckpointError, ConfigError
 from ..models.builder import Model
-from ..models.checkpoint import architecture_for, load_model, read_checkpoint, transfer_weights
+from ..models.checkpoint import ClassCountError, architecture_for, load_model, read_checkpoint, transfer_weights
 from ..models.registry import load_user_modules
 from .callbacks import Callback
 from ..core.hyp import Hyp
@@ -19,10 +19,6 @@ from .validator import Validator
 LOGGER = logging.getLogger("yolocompress")
 
 
-class ClassCountError(CheckpointError):
-    """The weights were trained for another number of classes than the data has."""
-
-
 def model_for_data(weights: str | None, cfg: str | None, data, modules=()):
     """Load `weights` (ours or official) or build `cfg` for the dataset's classes, as they are.
 
@@ -31,12 +27,7 @@ def model_for_data(weights: str | None, cfg: str | None, data, modules=()):
     """
     load_user_modules(modules)
     if weights:
-        model, ckpt = load_model(weights)
-        if model.nc != data.nc:
-            raise ClassCountError(
-                f"{weights}: the model has {model.nc} classes but the data has {data.nc}; pruning and sparse "
-                f"training need a model trained on this data: fine-tune it first (train --weights {weights} "
-                f"--data ... transfers it to {data.nc} classes)")
+        model, ckpt = load_model(weights, nc=data.nc)
         model.names = list(data.names)
         return model, ckpt
     if not cfg:

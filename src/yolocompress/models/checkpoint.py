@@ -23,6 +23,10 @@ FORMAT = "yolocompress-checkpoint"
 VERSION = 1
 
 
+class ClassCountError(CheckpointError):
+    """The weights were trained for another number of classes than the data has."""
+
+
 def layer_structure(model: nn.Module) -> dict:
     """The shape-defining attributes of every conv and norm layer, by module path."""
     out = {}
@@ -215,8 +219,9 @@ def load_model(path, device="cpu", nc: int | None = None) -> tuple[Model, dict]:
         msg = " ".join(str(e).split())[:200]
         raise CheckpointError(f"{path}: the model it holds cannot be rebuilt ({type(e).__name__}: {msg})") from None
     if nc is not None and model.nc != nc:
-        raise CheckpointError(f"{path}: the model has {model.nc} classes but the data has {nc}; "
-                              "train a new head (--cfg) or use matching data")
+        raise ClassCountError(f"{path}: the model has {model.nc} classes but the data has {nc}; this needs a model "
+                              f"trained on this data: fine-tune it first (train --weights {path} --data ... "
+                              f"transfers it to {nc} classes)")
     for p in model.parameters():
         p.requires_grad_(True)  # official checkpoints are stripped with requires_grad=False
     return model.to(device), ckpt
