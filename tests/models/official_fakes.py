@@ -92,7 +92,8 @@ def pickled_globals(path) -> set[str]:
 
 
 def officialise(model: Model, standin, model_class: str = "Model", anchor_grid: bool | None = None) -> nn.Module:
-    """An FP16 copy of `model` whose classes are the official ones (`models.yolo.Model`, ...), as train.py pickles it."""
+    """An FP16 copy of `model` whose classes are the official ones (`models.yolo.Model`, ...), as train.py
+    pickles it."""
     obj = copy.deepcopy(model).half()
     for p in obj.parameters():
         p.requires_grad_(False)

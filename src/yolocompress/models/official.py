@@ -58,5 +58,9 @@ def read_official(path) -> dict:
     if isinstance(names, dict):
         names = [names[k] for k in sorted(names)]
     meta = {"source": obj.official_name, "epoch": ckpt.get("epoch"), "date": ckpt.get("date")}
-    return {"yaml": dict(yaml_dict), "state_dict": _state_dict(obj), "names": list(names) if names else None,
+    try:
+        state_dict = _state_dict(obj)
+    except CheckpointError as e:
+        raise CheckpointError(f"{path}: {e}") from None
+    return {"yaml": dict(yaml_dict), "state_dict": state_dict, "names": list(names) if names else None,
             "meta": meta}

@@ -76,7 +76,8 @@ def _checked(cls, what: str):
 def _defaultdict(factory=None, *args):
     """`collections.defaultdict`, whose factory (called on a missing key) must be a plain type."""
     if factory is not None and factory not in _PLAIN_TYPES:
-        raise CheckpointError(f"refused to load: a defaultdict names the factory {factory!r}, which is not a plain type")
+        raise CheckpointError(f"refused to load: a defaultdict names the factory {factory!r}, which is not a "
+                              "plain type")
     return collections.defaultdict(factory, *args)
 
 
@@ -103,7 +104,8 @@ def _torch_globals() -> dict:
     except (ImportError, AttributeError):  # private API: keep working on a torch that moved it
         out = {"collections.OrderedDict": collections.OrderedDict, "torch.Size": torch.Size,
                "torch.device": torch.device, "torch.nn.parameter.Parameter": torch.nn.Parameter}
-        out.update({f"torch._utils.{n}": getattr(torch._utils, n) for n in dir(torch._utils) if n.startswith("_rebuild")})
+        out.update({f"torch._utils.{n}": getattr(torch._utils, n)
+                    for n in dir(torch._utils) if n.startswith("_rebuild")})
         out.update({str(t): t for t in vars(torch).values() if isinstance(t, torch.dtype)})
         return out
 
@@ -111,18 +113,21 @@ def _torch_globals() -> dict:
 def _numpy_globals() -> dict:
     """numpy arrays, scalars and dtypes as numpy 1 (`numpy.core`) and numpy 2 (`numpy._core`) pickle them."""
     import numpy as np
-    core = getattr(np, "_core", None) or np.core  # numpy 2 warns on any np.core access; numpy 1 has only np.core
+    try:  # numpy 2 warns on any numpy.core access
+        from numpy._core import multiarray, numeric
+    except ImportError:  # numpy 1
+        from numpy.core import multiarray, numeric
 
     def reconstruct(subtype, shape, dtype):
         if subtype is not np.ndarray:
             raise CheckpointError(f"refused to load: numpy _reconstruct is asked to build {subtype!r}")
-        return core.multiarray._reconstruct(subtype, shape, dtype)
+        return multiarray._reconstruct(subtype, shape, dtype)
 
     out = {"numpy.ndarray": np.ndarray, "numpy.dtype": np.dtype}
     for mod in ("numpy.core", "numpy._core"):
         out[f"{mod}.multiarray._reconstruct"] = reconstruct
-        out[f"{mod}.multiarray.scalar"] = core.multiarray.scalar
-        out[f"{mod}.numeric._frombuffer"] = core.numeric._frombuffer  # protocol 5 arrays
+        out[f"{mod}.multiarray.scalar"] = multiarray.scalar
+        out[f"{mod}.numeric._frombuffer"] = numeric._frombuffer  # protocol 5 arrays
     for name in dir(getattr(np, "dtypes", None)):
         if name.endswith("DType"):
             out[f"numpy.dtypes.{name}"] = getattr(np.dtypes, name)
@@ -153,6 +158,7 @@ _GLOBALS: dict = {}
 
 @functools.lru_cache(maxsize=None)
 def _load_rules() -> None:
+    """Fill _GLOBALS once, on first use (numpy is imported only then)."""
     _GLOBALS.update(_torch_globals())
     _GLOBALS.update(_numpy_globals())
     _GLOBALS.update(_python_globals())
