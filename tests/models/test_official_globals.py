@@ -153,3 +153,12 @@ def test_unstripped_train_py_checkpoint_loads_the_ema(tmp_path, kind, name, cls)
     assert ckpt["meta"]["epoch"] == 41
     x = image(1)
     assert_outputs_close(outputs(loaded, x), outputs(copy.deepcopy(ema).half().float(), x))
+
+
+def test_release_page_yolov5_v7_checkpoint_with_names_dict(tmp_path, model):
+    """yolov5 v7.0 stores names as {index: name}; the release files are stripped (epoch -1, FP16, no ema)."""
+    names = {0: "person", 1: "bicycle", 2: "car"}
+    path = write_official_checkpoint(model, tmp_path / "yolov5n.pt", model_class="DetectionModel",
+                                     tamper=lambda obj: setattr(obj, "names", names))
+    loaded, ckpt = load_model(path)
+    assert loaded.names == ["person", "bicycle", "car"] and ckpt["meta"]["epoch"] == -1

@@ -106,7 +106,8 @@ def train(opts: TrainOptions, *, weights: str | None = None, cfg: str | None = N
     data = load_data_config(opts.data)
     seed_everything(opts.seed)  # before the model is built: its initial weights follow the seed
     if model is None:
-        model, _ = (model_to_train if transfer else model_for_data)(weights, cfg, data, opts.modules)
+        start = model_to_train if transfer and not resume else model_for_data  # a resumed run is its own model
+        model, _ = start(weights, cfg, data, opts.modules)
     else:
         load_user_modules(opts.modules)
     hyp = opts.hyp if hyp is None else hyp  # an explicit Hyp (a finetune's) over the options' file
