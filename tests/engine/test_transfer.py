@@ -124,3 +124,39 @@ def test_bad_freeze_is_one_clear_error(demo_data, tmp_path, freeze, message):
     with pytest.raises(ConfigError, match=message):
         _train(demo_data, tmp_path, cfg=tiny_config(), freeze=freeze)
     assert not (tmp_path / "exp").exists()
+
+
+def test_cli_train_cfg_and_weights_with_freeze(demo_data, tmp_path, source, capsys, caplog):
+    """End to end through the CLI: `train --cfg C --weights W --freeze 0 1 2` on data with another class count."""
+    from yolocompress.cli import main
+    path, src_sd = source
+    cfg = write_yaml(tmp_path / "c.yaml", tiny_config(nc=80))
+    with caplog.at_level(logging.INFO, logger="yolocompress"):
+        rc = main(["train", "--cfg", cfg, "--weights", str(path), "--data", str(demo_data), "--freeze", "0", "1", "2",
+                   "--epochs", "1", "--imgsz", "64", "--batch-size", "4", "--device", "cpu", "--workers", "0",
+                   "--noval", "--noautoanchor", "--project", str(tmp_path / "runs")])
+    assert rc == 0, capsys.readouterr().err
+    assert f"transferred 342/349 items from {path}" in caplog.text and "freezing layers 0-2" in caplog.text
+    saved = read_checkpoint(tmp_path / "runs" / "exp" / "weights" / "last.pt")
+    assert saved["yaml"]["nc"] == 10 and saved["model"]["model.24.m.0.weight"].shape[0] == 45
+    # last.pt holds the EMA, which averages a frozen tensor with itself: equal up to float rounding
+    frozen = [k for k in src_sd if k.startswith(("model.0.", "model.1.", "model.2.")) and k.endswith(".weight")]
+    trained = [k for k in src_sd if k.startswith(("model.5.", "model.6.")) and k.endswith("conv.weight")]
+    for k in frozen:
+        torch.testing.assert_close(saved["model"][k], src_sd[k], rtol=1e-6, atol=1e-7)
+    assert all(float((saved["model"][k] - src_sd[k]).abs().max()) > 1e-6 for k in trained)  # measured ~1e-5
+
+
+def test_freeze_with_a_callback_that_needs_every_gradient_is_one_error(demo_data, tmp_path):
+    """Sparse training re-enables gradients on every layer (Torch-Pruning's regulariser): --freeze would be undone."""
+    class Thaws(Callback):
+        name = "thaws"
+
+        def on_train_start(self, trainer):
+            for p in trainer.model.parameters():
+                p.requires_grad_(True)
+
+    opts = TrainOptions(data=str(demo_data), epochs=1, batch_size=4, imgsz=64, device="cpu", workers=0,
+                        project=str(tmp_path), noval=True, freeze=[2])
+    with pytest.raises(ConfigError, match="--freeze 2 cannot be combined with thaws: it needs the gradients"):
+        train(opts, cfg=tiny_config(), callbacks_factory=lambda m, d: [Thaws()])

@@ -137,7 +137,7 @@ class Trainer:
     # ---- set-up -------------------------------------------------------------------------------------
     def _setup(self):
         opts, hyp = self.opts, self.hyp
-        self._freeze(unwrap(self.model))  # first: a bad --freeze stops before the run folder is written
+        frozen = self._freeze(unwrap(self.model))  # first: a bad --freeze stops before the run folder is written
         seed_everything(opts.seed + max(self.rank, 0))
         if self.main:
             self.wdir.mkdir(parents=True, exist_ok=True)
@@ -159,6 +159,9 @@ class Trainer:
                           seed=opts.seed, log=self.main)
         for cb in self.callbacks:
             cb.on_train_start(self)
+            if any(p.requires_grad for p in frozen):
+                raise ConfigError(f"--freeze {' '.join(map(str, opts.freeze))} cannot be combined with {cb.name}: it "
+                                  "needs the gradients of every layer; drop --freeze")
         extra = [p for cb in self.callbacks for p in cb.extra_parameters()]
         self.optimizer = build_optimizer(m, Hyp(**{**hyp.to_dict(), "weight_decay": self.hyp_wd}), extra)
         self.lf = lr_lambda(opts, hyp)
@@ -183,12 +186,12 @@ class Trainer:
             self.results.truncate(self.start_epoch)
         self.tb = self._tensorboard() if self.main else None
 
-    def _freeze(self, m: nn.Module):
+    def _freeze(self, m: nn.Module) -> list:
         """`--freeze`: parameters of the named layers get requires_grad False (so the optimizer leaves them out),
         by the official rule of the parameter-name prefix `model.{i}.`."""
         layers = self.opts.frozen_layers()
         if not layers:
-            return
+            return []
         n_layers, flag = len(m.model), " ".join(map(str, self.opts.freeze))
         if layers[-1] >= n_layers:
             raise ConfigError(f"--freeze {flag}: the model has {n_layers} layers (0-{n_layers - 1}); freeze fewer")
@@ -202,6 +205,7 @@ class Trainer:
         if self.main:
             LOGGER.info(f"freezing layers {_ranges(layers)}: {len(frozen)} of {len(params)} parameter tensors "
                         "keep their values")
+        return frozen
 
     def _tensorboard(self):
         try:
