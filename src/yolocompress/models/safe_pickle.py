@@ -13,7 +13,6 @@ even if a later rule would match them.
 from __future__ import annotations
 
 import _compat_pickle
-import argparse
 import collections
 import copyreg
 import datetime
