@@ -88,7 +88,25 @@ def pickled_globals(path) -> set[str]:
     """Every global the checkpoint's pickle names ('module.name'), read with pickletools (nothing is loaded)."""
     with zipfile.ZipFile(path) as z:
         data = z.read(next(n for n in z.namelist() if n.endswith("data.pkl")))
-    return {arg.replace(" ", ".") for op, arg, _ in pickletools.genops(io.BytesIO(data)) if op.name == "GLOBAL"}
+    out, strings, memo, last = set(), [], {}, None
+    for op, arg, _ in pickletools.genops(io.BytesIO(data)):
+        if op.name == "GLOBAL":
+            out.add(arg.replace(" ", "."))
+        elif op.name == "STACK_GLOBAL":  # protocol 4+: module and name are the two strings pushed before it
+            out.add(f"{strings[-2]}.{strings[-1]}")
+        elif op.name in ("SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE"):
+            last = arg
+            strings.append(arg)
+        elif op.name == "MEMOIZE":
+            memo[len(memo)] = last
+        elif op.name in ("BINPUT", "LONG_BINPUT", "PUT"):
+            memo[arg] = last
+        elif op.name in ("BINGET", "LONG_BINGET", "GET"):
+            last = memo.get(arg)
+            strings.append(last)
+        else:
+            last = None
+    return out
 
 
 def officialise(model: Model, standin, model_class: str = "Model", anchor_grid: bool | None = None) -> nn.Module:

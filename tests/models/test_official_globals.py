@@ -6,6 +6,7 @@ array, evolved hyperparameters are numpy scalars, `opt`, `ema`, the optimizer, F
 other versions name differently (numpy 1's `numpy.core`, protocol 0/1's `copy_reg._reconstructor`, Windows paths).
 """
 import argparse
+import collections
 import copy
 import datetime
 import pathlib
@@ -59,50 +60,55 @@ _NS = {"extra": {"opt": argparse.Namespace(weights="yolov5s.pt", epochs=300, sav
 _WIN = {"extra": {"opt": argparse.Namespace(save_dir=pathlib.PureWindowsPath(r"C:\runs\train\exp"))},
         "renames": {"pathlib.PureWindowsPath": "pathlib.WindowsPath"}}
 
-# the global -> how an official-shaped checkpoint comes to name it
+_SGD = _optimizer(torch.optim.SGD, momentum=0.9, nesterov=True)
+
+# what an official-shaped checkpoint holds -> the globals its pickle then names (each of them must be accepted)
 CASES = {
-    "_codecs.encode": _ARRAY,
-    "numpy._core.multiarray._reconstruct": _ARRAY,
-    "numpy.core.multiarray._reconstruct": {**_ARRAY, "renames": {
-        "numpy._core.multiarray._reconstruct": "numpy.core.multiarray._reconstruct"}},
-    "numpy.ndarray": _ARRAY,
-    "numpy.dtype": _ARRAY,
-    "numpy._core.multiarray.scalar": _SCALARS,
-    "numpy.core.multiarray.scalar": {**_SCALARS, "renames": {
-        "numpy._core.multiarray.scalar": "numpy.core.multiarray.scalar"}},
-    "__builtin__.set": {},  # every nn.Module's _non_persistent_buffers_set, at protocol 2
-    "builtins.set": {"renames": {"builtins.set": "builtins.set"}},  # as protocol 3+ writes it
-    "collections.OrderedDict": {},
-    "collections.defaultdict": _optimizer(torch.optim.SGD, momentum=0.9, nesterov=True),
-    "__builtin__.dict": _optimizer(torch.optim.SGD, momentum=0.9, nesterov=True),
-    "torch.optim.sgd.SGD": _optimizer(torch.optim.SGD, momentum=0.9, nesterov=True),
-    "torch.optim.adam.Adam": _optimizer(torch.optim.Adam, betas=(0.937, 0.999)),
-    "torch.optim.adamw.AdamW": _optimizer(torch.optim.AdamW, betas=(0.937, 0.999)),
-    "argparse.Namespace": _NS,
-    "pathlib.PosixPath": _NS,
-    "pathlib.WindowsPath": _WIN,
-    "torch.HalfStorage": {},
-    "torch.LongStorage": {},  # BatchNorm's num_batches_tracked
-    "torch.DoubleStorage": _attr(class_weights=torch.rand(3, dtype=torch.float64)),  # labels_to_class_weights
-    "torch.FloatStorage": {"extra": {"optimizer": {"state": {0: {"momentum_buffer": torch.zeros(4)}},
-                                                   "param_groups": [{"lr": 0.01, "params": [0]}]}}},
-    "torch.IntStorage": _attr(counts=torch.zeros(3, dtype=torch.int32)),
-    "torch.ShortStorage": _attr(counts=torch.zeros(3, dtype=torch.int16)),
-    "torch.CharStorage": _attr(counts=torch.zeros(3, dtype=torch.int8)),
-    "torch.ByteStorage": _attr(counts=torch.zeros(3, dtype=torch.uint8)),
-    "torch.BoolStorage": _attr(mask=torch.zeros(3, dtype=torch.bool)),
-    "torch.BFloat16Storage": _attr(scale=torch.zeros(3, dtype=torch.bfloat16)),
-    "torch.ComplexFloatStorage": _attr(spectrum=torch.zeros(3, dtype=torch.complex64)),
-    "torch.ComplexDoubleStorage": _attr(spectrum=torch.zeros(3, dtype=torch.complex128)),
-    "torch._utils._rebuild_tensor": _attr(class_weights=_V1Tensor(torch.rand(3))),
-    "torch._utils._rebuild_tensor_v2": {},
-    "torch._utils._rebuild_parameter": {},
-    "torch._utils._rebuild_parameter_with_state": {"tamper": _param_with_state},
-    "torch.Size": _attr(input_shape=torch.Size([1, 3, 64, 64])),
-    "torch.device": _attr(device=torch.device("cpu")),
-    "copy_reg._reconstructor": {"pickle_protocol": 1},  # protocol 0/1 object pickles
-    "__builtin__.object": {"pickle_protocol": 1},
-    "datetime.datetime": {"extra": {"date": datetime.datetime(2022, 11, 22, 15, 0, 0)}},
+    "stripped release file": ({}, ["torch.HalfStorage", "torch.LongStorage", "torch._utils._rebuild_tensor_v2",
+                                   "torch._utils._rebuild_parameter", "collections.OrderedDict",
+                                   "__builtin__.set"]),  # every nn.Module's _non_persistent_buffers_set
+    "best_fitness array": (_ARRAY, ["_codecs.encode", "numpy._core.multiarray._reconstruct", "numpy.ndarray",
+                                    "numpy.dtype"]),
+    "array under numpy 1": ({**_ARRAY, "renames": {"numpy._core.multiarray._reconstruct":
+                                                   "numpy.core.multiarray._reconstruct"}},
+                            ["numpy.core.multiarray._reconstruct"]),
+    "evolved hyps": (_SCALARS, ["numpy._core.multiarray.scalar"]),
+    "evolved hyps under numpy 1": ({**_SCALARS, "renames": {"numpy._core.multiarray.scalar":
+                                                            "numpy.core.multiarray.scalar"}},
+                                   ["numpy.core.multiarray.scalar"]),
+    "set at protocol 3+": ({"renames": {"builtins.set": "builtins.set"}}, ["builtins.set"]),
+    "SGD object": (_SGD, ["torch.optim.sgd.SGD", "collections.defaultdict", "__builtin__.dict"]),
+    "Adam object": (_optimizer(torch.optim.Adam, betas=(0.937, 0.999)), ["torch.optim.adam.Adam"]),
+    "AdamW object": (_optimizer(torch.optim.AdamW, betas=(0.937, 0.999)), ["torch.optim.adamw.AdamW"]),
+    "opt Namespace": (_NS, ["argparse.Namespace", "pathlib.PosixPath"]),
+    "opt with a Windows path": (_WIN, ["pathlib.WindowsPath"]),
+    "FP64 class_weights": (_attr(class_weights=torch.rand(3, dtype=torch.float64)), ["torch.DoubleStorage"]),
+    "FP32 optimizer state": ({"extra": {"optimizer": {"state": {0: {"momentum_buffer": torch.zeros(4)}},
+                                                      "param_groups": [{"lr": 0.01, "params": [0]}]}}},
+                             ["torch.FloatStorage"]),
+    "torch 0.4 tensor": (_attr(class_weights=_V1Tensor(torch.rand(3))), ["torch._utils._rebuild_tensor"]),
+    "parameter with attributes": ({"tamper": _param_with_state}, ["torch._utils._rebuild_parameter_with_state"]),
+    "shape and device": (_attr(input_shape=torch.Size([1, 3, 64, 64]), device=torch.device("cpu")),
+                         ["torch.Size", "torch.device"]),
+    "protocol 1": ({"pickle_protocol": 1}, ["copy_reg._reconstructor", "__builtin__.object"]),
+    "date": ({"extra": {"date": datetime.datetime(2022, 11, 22, 15, 0, 0)}}, ["datetime.datetime"]),
+    # the other storage dtypes, and the rest of torch's list and of the plain-data rules
+    "every other storage dtype": (_attr(**{f"buffer_{i}": torch.zeros(3, dtype=t) for i, t in enumerate(
+        (torch.int32, torch.int16, torch.int8, torch.uint8, torch.bool, torch.bfloat16, torch.complex64,
+         torch.complex128))}),
+                                  ["torch.IntStorage", "torch.ShortStorage", "torch.CharStorage", "torch.ByteStorage",
+                                   "torch.BoolStorage", "torch.BFloat16Storage", "torch.ComplexFloatStorage",
+                                   "torch.ComplexDoubleStorage"]),
+    "plain values": ({"extra": {"dtype": torch.float16, "class_counts": collections.Counter({0: 12, 2: 5}),
+                                "gain": complex(1, 2), "blob": bytearray(b"\x00\x01"), "classes": frozenset({0, 1}),
+                                "rows": slice(0, 3), "per_class": collections.defaultdict(list, {0: [1]}),
+                                "counts": collections.defaultdict(int, {0: 1}),
+                                "dtype_class": type(np.dtype("float64")), "scalar_type": np.float32}},
+                     ["torch.float16", "collections.Counter", "__builtin__.complex", "__builtin__.bytearray",
+                      "__builtin__.frozenset", "__builtin__.slice", "__builtin__.list",
+                      "__builtin__.long",  # int, as protocol 2 names it
+                      "numpy.dtypes.Float64DType", "numpy.float32"]),
+    "protocol 5 arrays": ({**_ARRAY, "pickle_protocol": 5}, ["numpy._core.numeric._frombuffer"]),
 }
 
 
@@ -111,10 +117,12 @@ def model():
     return randomise(small_model("yolov5n")).eval()
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 @pytest.mark.parametrize("name", list(CASES))
-def test_official_checkpoint_naming_global_loads(tmp_path, model, name):
-    path = write_official_checkpoint(model, tmp_path / "official.pt", model_class="DetectionModel", **CASES[name])
-    assert name in pickled_globals(path)  # the file really names it, under that module path
+def test_official_checkpoint_naming_globals_loads(tmp_path, model, name):
+    options, names = CASES[name]
+    path = write_official_checkpoint(model, tmp_path / "official.pt", model_class="DetectionModel", **options)
+    assert set(names) <= pickled_globals(path)  # the file really names them, under those module paths
     loaded, ckpt = load_model(path)
     assert ckpt["format"] == "official" and ckpt["meta"]["source"] == "models.yolo.DetectionModel"
     x = image(1)

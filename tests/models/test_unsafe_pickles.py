@@ -188,11 +188,16 @@ def victim(tmp_path):
     return tmp_path
 
 
+@pytest.fixture(scope="module")
+def v5n():
+    return small_model("yolov5n")
+
+
 @pytest.mark.parametrize("name", list(MALICIOUS))
-def test_code_running_global_is_refused_in_an_official_checkpoint(victim, name):
+def test_code_running_global_is_refused_in_an_official_checkpoint(victim, v5n, name):
     make, options, refused = MALICIOUS[name]
     marker = victim / "pwned"
-    path = write_official_checkpoint(small_model("yolov5n"), victim / "evil.pt",
+    path = write_official_checkpoint(v5n, victim / "evil.pt",
                                      extra={"opt": {"hyp": make(marker, victim)}}, **options)
     pattern = refused if "(" in refused else re.escape(refused)
     refusal = f"evil.pt: refused to load: the checkpoint names the global '{pattern}'"
@@ -223,9 +228,9 @@ ABUSED = {  # allowed globals given arguments that are not plain data
 
 
 @pytest.mark.parametrize("name", list(ABUSED))
-def test_allowed_helper_with_unsafe_arguments_is_refused(tmp_path, name):
+def test_allowed_helper_with_unsafe_arguments_is_refused(tmp_path, v5n, name):
     make, message = ABUSED[name]
-    path = write_official_checkpoint(small_model("yolov5n"), tmp_path / "evil.pt", extra={"opt": make()})
+    path = write_official_checkpoint(v5n, tmp_path / "evil.pt", extra={"opt": make()})
     with pytest.raises(CheckpointError, match=f"evil.pt: refused to load: .*{message}"):
         load_model(path)
 
