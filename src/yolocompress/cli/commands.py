@@ -72,9 +72,11 @@ def _run_val(opts):
 
 # ---- train, sparse, prune, compress: training options plus their own --------------------------------------
 def _add_train(p):
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--cfg", metavar="MODEL.yaml", help="model yaml to train from scratch (ours or your own)")
-    _weights(src, required=False)
+    p.add_argument("--cfg", metavar="MODEL.yaml",
+                   help="model yaml (ours or your own): from scratch, or with --weights the layout that receives "
+                        "every tensor of W whose name and shape match")
+    _weights(p, "checkpoint to start from (ours or an official .pt); on data with another class count, its "
+                "layout gets a new head for the data's classes", required=False)
     _resume(p)
     _train_flags(p, "runs/train")
     _distill_flags(p)

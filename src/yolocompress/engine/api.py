@@ -7,7 +7,7 @@ from pathlib import Path
 from ..data.dataset import load_data_config
 from ..core.errors import CheckpointError, ConfigError
 from ..models.builder import Model
-from ..models.checkpoint import load_model, read_checkpoint
+from ..models.checkpoint import ClassCountError, architecture_for, load_model, read_checkpoint, transfer_weights
 from ..models.registry import load_user_modules
 from .callbacks import Callback
 from ..core.hyp import Hyp
@@ -20,7 +20,11 @@ LOGGER = logging.getLogger("yolocompress")
 
 
 def model_for_data(weights: str | None, cfg: str | None, data, modules=()):
-    """Load `weights` (ours or official) or build `cfg` for the dataset's classes; checks the class count."""
+    """Load `weights` (ours or official) or build `cfg` for the dataset's classes, as they are.
+
+    What prune, sparse training, compress and val start from: a model trained on this data, so `weights` with
+    another class count is an error here (`train` transfers such weights instead, see `model_to_train`).
+    """
     load_user_modules(modules)
     if weights:
         model, ckpt = load_model(weights, nc=data.nc)
@@ -29,6 +33,33 @@ def model_for_data(weights: str | None, cfg: str | None, data, modules=()):
     if not cfg:
         raise ConfigError("give --weights W.pt (to start from a checkpoint) or --cfg MODEL.yaml (to start from scratch)")
     return Model(cfg, nc=data.nc, names=data.names), None
+
+
+def model_to_train(weights: str | None, cfg: str | None, data, modules=()):
+    """What `train` starts from: `cfg` from scratch, `weights` as they are, or a transfer (as the official trainers).
+
+    `--weights W` on data with another class count builds W's architecture (pruned widths included) with the
+    data's classes; `--cfg C --weights W` builds C. Both copy every tensor of W whose name and shape match, and
+    log how many: the backbone and neck come over, the head's class rows are new. With `--cfg` the anchors are
+    C's own (official rule); with `--weights` alone they are W's, and AutoAnchor may still re-fit them.
+    """
+    if not weights:
+        return model_for_data(None, cfg, data, modules)
+    if not cfg:
+        try:
+            return model_for_data(weights, None, data, modules)
+        except ClassCountError:
+            pass
+    load_user_modules(modules)
+    ckpt = read_checkpoint(weights)
+    source = ckpt["state_dict"] if ckpt["format"] == "official" else ckpt["model"]
+    if cfg:
+        model = Model(cfg, nc=data.nc, names=data.names)
+    else:
+        model = architecture_for(ckpt, source, nc=data.nc, names=data.names)
+    n, total = transfer_weights(model, source, exclude=(".anchors",) if cfg else ())
+    LOGGER.info(f"transferred {n}/{total} items from {weights}")
+    return model, None
 
 
 def find_resume_checkpoint(resume, project: str = "runs/train") -> Path:
@@ -46,10 +77,14 @@ def find_resume_checkpoint(resume, project: str = "runs/train") -> Path:
 
 
 def train(opts: TrainOptions, *, weights: str | None = None, cfg: str | None = None, hyp: str | Hyp | None = None,
-          resume=None, callbacks_factory=None, meta: dict | None = None, model=None) -> TrainResult:
+          resume=None, callbacks_factory=None, meta: dict | None = None, model=None,
+          transfer: bool = True) -> TrainResult:
     """Train from scratch (cfg), from weights, or resume an interrupted run.
 
     `hyp` (a file or a `Hyp`) overrides `opts.hyp`; both None: the official values for the model.
+    `transfer` lets `weights` of another class count (or with `cfg`) start a new head (see `model_to_train`);
+    sparse training passes False, since it needs a model trained on the data.
+
     `callbacks_factory(model, data) -> list[Callback]` lets sparse training and distillation add their callbacks
     (built after the model exists, e.g. to size adapters). `model` may be given directly (a pruned model).
     """
@@ -71,7 +106,8 @@ def train(opts: TrainOptions, *, weights: str | None = None, cfg: str | None = N
     data = load_data_config(opts.data)
     seed_everything(opts.seed)  # before the model is built: its initial weights follow the seed
     if model is None:
-        model, _ = model_for_data(weights, cfg, data, opts.modules)
+        start = model_to_train if transfer and not resume else model_for_data  # a resumed run is its own model
+        model, _ = start(weights, cfg, data, opts.modules)
     else:
         load_user_modules(opts.modules)
     hyp = opts.hyp if hyp is None else hyp  # an explicit Hyp (a finetune's) over the options' file

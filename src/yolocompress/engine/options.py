@@ -44,6 +44,11 @@ class TrainOptions:
     nbs: int = option(64, "nominal batch size: gradients accumulate to it", cli=False)
     amp: bool = option(True, "mixed precision on CUDA", cli=False)
     max_grad_norm: float = option(10.0, "gradient clipping norm", cli=False)
+    freeze: list = option(default_factory=lambda: [0], nargs="+", type=non_negative_int, metavar="N",
+                          help="freeze layers, as the official trainers do: one number N freezes the first N layers "
+                               "(10 = the YOLOv5 backbone), several numbers freeze those layer indices "
+                               "(0 1 2); 0 freezes nothing. Frozen parameters keep their values and leave the "
+                               "optimizer; BatchNorm statistics still adapt")
 
     def check(self) -> "TrainOptions":
         if self.epochs < 1:
@@ -54,7 +59,13 @@ class TrainOptions:
             raise ConfigError(f"--imgsz must be at least 32, got {self.imgsz}")
         if self.workers < 0:
             raise ConfigError(f"--workers must be >= 0, got {self.workers}")
+        if not self.freeze or any(not isinstance(i, int) or isinstance(i, bool) or i < 0 for i in self.freeze):
+            raise ConfigError(f"--freeze takes layer counts or indices >= 0, got {self.freeze}")
         return self
+
+    def frozen_layers(self) -> list[int]:
+        """The layer indices `freeze` names: one number N is the first N layers, several are indices."""
+        return list(range(self.freeze[0])) if len(self.freeze) == 1 else sorted(set(self.freeze))
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -20,7 +20,7 @@ import yaml
 from tqdm import tqdm
 
 from ..data.dataset import DataConfig, create_dataloader
-from ..core.errors import CheckpointError, TrainingError
+from ..core.errors import CheckpointError, ConfigError, TrainingError
 from ..models.checkpoint import save_checkpoint
 from . import distributed as dist
 from .callbacks import Callback, StepOutputs
@@ -36,6 +36,16 @@ from .validator import Validator
 
 LOGGER = logging.getLogger("yolocompress")
 LOSS_NAMES = ("box_loss", "obj_loss", "cls_loss")
+
+
+def _ranges(ix: list[int]) -> str:
+    """[0, 1, 2, 5] -> '0-2, 5'."""
+    out, start = [], ix[0]
+    for a, b in zip(ix, ix[1:] + [None]):
+        if b != a + 1:
+            out.append(f"{start}-{a}" if a > start else f"{a}")
+            start = b
+    return ", ".join(out)
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:
@@ -127,6 +137,7 @@ class Trainer:
     # ---- set-up -------------------------------------------------------------------------------------
     def _setup(self):
         opts, hyp = self.opts, self.hyp
+        frozen = self._freeze(unwrap(self.model))  # first: a bad --freeze stops before the run folder is written
         seed_everything(opts.seed + max(self.rank, 0))
         if self.main:
             self.wdir.mkdir(parents=True, exist_ok=True)
@@ -148,6 +159,9 @@ class Trainer:
                           seed=opts.seed, log=self.main)
         for cb in self.callbacks:
             cb.on_train_start(self)
+            if any(p.requires_grad for p in frozen):
+                raise ConfigError(f"--freeze {' '.join(map(str, opts.freeze))} cannot be combined with {cb.name}: it "
+                                  "needs the gradients of every layer; drop --freeze")
         extra = [p for cb in self.callbacks for p in cb.extra_parameters()]
         self.optimizer = build_optimizer(m, Hyp(**{**hyp.to_dict(), "weight_decay": self.hyp_wd}), extra)
         self.lf = lr_lambda(opts, hyp)
@@ -171,6 +185,27 @@ class Trainer:
         if self.results is not None:
             self.results.truncate(self.start_epoch)
         self.tb = self._tensorboard() if self.main else None
+
+    def _freeze(self, m: nn.Module) -> list:
+        """`--freeze`: parameters of the named layers get requires_grad False (so the optimizer leaves them out),
+        by the official rule of the parameter-name prefix `model.{i}.`."""
+        layers = self.opts.frozen_layers()
+        if not layers:
+            return []
+        n_layers, flag = len(m.model), " ".join(map(str, self.opts.freeze))
+        if layers[-1] >= n_layers:
+            raise ConfigError(f"--freeze {flag}: the model has {n_layers} layers (0-{n_layers - 1}); freeze fewer")
+        prefixes = tuple(f"model.{i}." for i in layers)
+        params = list(m.named_parameters())
+        frozen = [p for name, p in params if name.startswith(prefixes)]
+        if len(frozen) == len(params):
+            raise ConfigError(f"--freeze {flag} freezes every parameter; nothing would train")
+        for p in frozen:
+            p.requires_grad_(False)
+        if self.main:
+            LOGGER.info(f"freezing layers {_ranges(layers)}: {len(frozen)} of {len(params)} parameter tensors "
+                        "keep their values")
+        return frozen
 
     def _tensorboard(self):
         try:

@@ -5,6 +5,7 @@ layer, so a pruned model is rebuilt exactly: build from the yaml, re-shape the l
 """
 from __future__ import annotations
 
+import copy
 import datetime
 import os
 import tempfile
@@ -20,6 +21,10 @@ from .official import read_official
 
 FORMAT = "yolocompress-checkpoint"
 VERSION = 1
+
+
+class ClassCountError(CheckpointError):
+    """The weights were trained for another number of classes than the data has."""
 
 
 def layer_structure(model: nn.Module) -> dict:
@@ -51,6 +56,31 @@ def conform_to(model: nn.Module, state_dict: dict, structure: dict | None = None
                     new = torch.empty(src.shape, dtype=t.dtype, device=t.device)
                     getattr(m, group)[key] = nn.Parameter(new, requires_grad=t.requires_grad) \
                         if isinstance(t, nn.Parameter) else new
+    return model
+
+
+def fuse_like(model: nn.Module, state_dict: dict) -> nn.Module:
+    """Fuse (in place) each layer that `state_dict` holds in its fused, deploy form.
+
+    Official files come with layers fused one by one: YOLOv7's RepConv as one `rbr_reparam` conv, a Conv
+    without its BatchNorm. A layer whose keys differ from the state_dict's, and match once the layer is fused,
+    is fused before loading; any other difference is left for the strict load to report.
+    """
+    keys = {k for k in state_dict if not k.endswith(".anchor_grid")}
+
+    def visit(m: nn.Module, prefix: str):
+        if m is not model and hasattr(m, "fuse"):
+            theirs = {k for k in keys if k.startswith(prefix)}
+            if {prefix + k for k in m.state_dict()} != theirs:
+                trial = copy.deepcopy(m)
+                trial.fuse()
+                if {prefix + k for k in trial.state_dict()} == theirs:
+                    m.fuse()
+                    return
+        for name, child in m.named_children():
+            visit(child, f"{prefix}{name}.")
+
+    visit(model, "")
     return model
 
 
@@ -136,12 +166,44 @@ def model_from_record(record: dict, state_dict: dict) -> Model:
     model = Model(record["yaml"], names=record.get("names"))
     if record.get("fused"):
         model.fuse()
+    fuse_like(model, state_dict)
     conform_to(model, state_dict, record.get("structure"))
     try:
         model.load_state_dict(state_dict, strict=True)
     except RuntimeError as e:
         raise CheckpointError(f"weights do not fit the architecture they came with: {str(e).splitlines()[1][:300] if len(str(e).splitlines()) > 1 else e}") from None
     return model
+
+
+def architecture_for(record: dict, state_dict: dict, nc: int, names=None) -> Model:
+    """The checkpoint's model (pruned or fused layers as it holds them) with a new head for `nc` classes.
+
+    The head keeps its type, anchors, strides and input widths; its convs are new (initialised as the builder
+    does, with the official bias priors), so only the class-independent tensors carry over.
+    """
+    model = model_from_record(record, state_dict)
+    old = model.head
+    if old.nc != nc:
+        anchors = (old.anchors * old.stride.view(-1, 1, 1)).view(old.nl, -1).tolist()  # pixels, by stride
+        new = type(old)(nc, anchors, [conv.in_channels for conv in old.m]).to(old.anchors.device)
+        new.set_strides(old.stride.clone())
+        new.initialize_biases()
+        new.i, new.f, new.type, new.n = old.i, old.f, old.type, getattr(old, "n", 1)
+        new.np = sum(p.numel() for p in new.parameters())
+        model.model[-1] = new
+        model.yaml["nc"] = nc
+    model.names = list(names) if names else [str(i) for i in range(nc)]
+    return model
+
+
+def transfer_weights(model: nn.Module, state_dict: dict, exclude=()) -> tuple[int, int]:
+    """Copy every tensor whose name and shape match (names ending in an `exclude` suffix aside), as the official
+    trainers' intersect_dicts; returns (copied, tensors in the model)."""
+    own = model.state_dict()
+    take = {k: v for k, v in state_dict.items()
+            if k in own and v.shape == own[k].shape and not k.endswith(tuple(exclude))}
+    model.load_state_dict(take, strict=False)
+    return len(take), len(own)
 
 
 def load_model(path, device="cpu", nc: int | None = None) -> tuple[Model, dict]:
@@ -157,8 +219,9 @@ def load_model(path, device="cpu", nc: int | None = None) -> tuple[Model, dict]:
         msg = " ".join(str(e).split())[:200]
         raise CheckpointError(f"{path}: the model it holds cannot be rebuilt ({type(e).__name__}: {msg})") from None
     if nc is not None and model.nc != nc:
-        raise CheckpointError(f"{path}: the model has {model.nc} classes but the data has {nc}; "
-                              "train a new head (--cfg) or use matching data")
+        raise ClassCountError(f"{path}: the model has {model.nc} classes but the data has {nc}; this needs a model "
+                              f"trained on this data: fine-tune it first (train --weights {path} --data ... "
+                              f"transfers it to {nc} classes)")
     for p in model.parameters():
         p.requires_grad_(True)  # official checkpoints are stripped with requires_grad=False
     return model.to(device), ckpt

@@ -65,6 +65,12 @@ class _Head(nn.Module):
         self._grids = {}  # device/dtype moves invalidate cached grids
         return super()._apply(fn, *args, **kwargs)
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Official YOLOv7 heads (IDetect, and Detect in its deploy configs) carry `anchor_grid` (pixels);
+        # we derive it from anchors * stride.
+        state_dict.pop(prefix + "anchor_grid", None)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def initialize_biases(self):
         """Official prior: objectness ~8 objects per 640 image, class probability ~0.6/nc."""
         for conv, s in zip(self.m, self.stride):
@@ -141,7 +147,3 @@ class IDetect(_Head):
         del self.ia, self.im
         self.fused = True
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # Official YOLOv7 checkpoints carry `anchor_grid` (pixels); we derive it from anchors * stride.
-        state_dict.pop(prefix + "anchor_grid", None)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)

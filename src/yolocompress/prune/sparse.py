@@ -307,7 +307,8 @@ def sparse_command(weights: str | None, sparse: SparseOptions, train_opts: Train
         made.append(cb)
         return [cb] + (list(distill_factory(model, data)) if distill_factory else [])
 
-    res = train(train_opts, weights=weights, resume=resume, callbacks_factory=factory, meta=settings)
+    res = train(train_opts, weights=weights, resume=resume, callbacks_factory=factory, meta=settings,
+                transfer=False)  # sparse training needs a model trained on the data
     m = res.metrics or {}
     final = made[-1].last.get("sparse/bn_lt_1e-2") if made else None
     print(f"results saved to {res.save_dir}\n  best: {res.best}\n  last: {res.last}")
