@@ -98,6 +98,22 @@ def test_compress_refuses_other_settings_in_the_same_folder(demo_data, base, tmp
         pipeline._check_settings(tmp_path / "c", settings)
 
 
+def test_compress_folder_of_an_earlier_version_still_resumes(demo_data, base, tmp_path):
+    """compress.json written before the typed options (argparse names, no --kd-option) is the same run."""
+    import json
+    from yolocompress.cli import parse_command
+    from yolocompress.core.options import flat_settings
+    _, kw, _ = parse_command(_argv(demo_data, base, tmp_path))
+    settings = flat_settings(kw["train_opts"], kw["prune"], kw["sparse"], kw["distill"])
+    old = {("global_pruning" if k == "global" else k): v for k, v in settings.items()
+           if k not in ("kd_option", "device", "workers", "exist_ok", "latency_device")}
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "compress.json").write_text(json.dumps(old))
+    pipeline._check_settings(tmp_path / "c", settings)  # accepted
+    with pytest.raises(ConfigError, match="global"):
+        pipeline._check_settings(tmp_path / "c", {**settings, "global": True})
+
+
 def test_compress_with_finetune_epochs_0_reports_the_pruned_model(demo_data, base, tmp_path):
     code, result = _run(_argv(demo_data, base, tmp_path, "--finetune-epochs", "0"))
     assert code == 0

@@ -31,14 +31,17 @@ from .stages import StageRunner
 LOGGER = logging.getLogger("yolocompress")
 # settings that do not change what a compress run computes (may differ when the same command is run again)
 _NOT_SETTINGS = {"device", "workers", "exist_ok", "latency_device"}
+_RENAMED = {"global_pruning": "global"}  # compress.json of earlier versions used argparse's names
 
 
 def _check_settings(save_dir: Path, settings: dict) -> None:
     settings = {k: v for k, v in sorted(settings.items()) if k not in _NOT_SETTINGS}
     path = save_dir / "compress.json"
     if path.is_file():
-        old = json.loads(path.read_text())
-        changed = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
+        old = {_RENAMED.get(k, k): v for k, v in json.loads(path.read_text()).items() if k not in _NOT_SETTINGS}
+        defaults = flat_settings(TrainOptions(), PruneOptions(), SparseOptions(), DistillOptions())
+        # an option added since the run was started counts as unchanged while it has its default
+        changed = sorted(k for k in set(old) | set(settings) if old.get(k, defaults.get(k)) != settings.get(k))
         if changed:
             raise ConfigError(f"{save_dir} holds a compress run with other settings ({', '.join(changed)}); "
                               f"give another --name to start a new one, or repeat the original command to resume it")
