@@ -21,7 +21,7 @@ def main():
     t0 = time.time()
     m = val(ValOptions(weights=str(SHARED / "fixtures" / "yolov5n_official_digits.pt"),
                        data=str(SHARED / "bench" / "data" / "data.yaml"), imgsz=192, batch_size=32, device="cpu",
-                       workers=2))
+                       workers=2, plots=False, project="runs/val_fixture"))
     out = {k: round(m[k], 4) for k in OFFICIAL}
     out["max_abs_diff_vs_official"] = round(max(abs(m[k] - v) for k, v in OFFICIAL.items()), 4)
     out["wall_s"] = round(time.time() - t0, 1)

@@ -42,3 +42,28 @@ def write_yaml(path, data) -> str:
 import torch  # noqa: E402
 
 torch.set_num_threads(1)
+
+
+_PLOT_FUNCTIONS = ("plot_labels", "plot_train_batch", "plot_validation")
+_REAL_PLOTS: dict = {}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _training_plots_off():
+    """Each matplotlib figure costs a second or more on 2 busy cores, and most tests train a model only to look
+    at something else: training runs in tests write no labels/batch/validation plots unless a test asks for
+    them with the `training_plots` fixture (the val command's plots are not affected: they are asked for)."""
+    from yolocompress.engine import run_plots
+    _REAL_PLOTS.update({name: getattr(run_plots, name) for name in _PLOT_FUNCTIONS})
+    with pytest.MonkeyPatch.context() as mp:
+        for name in _PLOT_FUNCTIONS:
+            mp.setattr(run_plots, name, lambda *args, **kwargs: [])
+        yield
+
+
+@pytest.fixture
+def training_plots(monkeypatch):
+    """Training runs in this test write their plots, as they do outside the tests."""
+    from yolocompress.engine import run_plots
+    for name in _PLOT_FUNCTIONS:
+        monkeypatch.setattr(run_plots, name, _REAL_PLOTS[name])

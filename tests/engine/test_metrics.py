@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from yolocompress.engine.metrics import (IOU_THRESHOLDS, DetectionMetrics, ap_per_class, box_iou, compute_ap,
-                                         fitness, match_predictions)
+from yolocompress.engine.metrics import (IOU_THRESHOLDS, ConfusionMatrix, DetectionMetrics, ap_per_class, box_iou,
+                                         compute_ap, fitness, match_predictions)
 from yolocompress.core.errors import DataError, YoloCompressError
 
 # Under the 101-point rule the curve is sampled at x = 0, 0.01, ..., 1 and integrated by trapezoids. The sentinel
@@ -193,3 +193,24 @@ def test_fitness_accepts_sequence():
 def test_iou_thresholds_are_val_py_linspace():
     assert IOU_THRESHOLDS.dtype == torch.float32 and IOU_THRESHOLDS.numel() == 10
     assert IOU_THRESHOLDS[0] == 0.5 and IOU_THRESHOLDS[-1] == pytest.approx(0.95)
+
+
+def test_confusion_matrix_hand_worked():
+    """Labels: a class-0 box found as class 1, a class-1 box found right, a class-1 box missed; plus one
+    detection on nothing and one under the confidence threshold (ignored)."""
+    cm = ConfusionMatrix(nc=2, conf=0.25, iou_thres=0.45)
+    labels = torch.tensor([[0, 0, 0, 10, 10], [1, 20, 20, 30, 30], [1, 50, 50, 60, 60]], dtype=torch.float32)
+    dets = torch.tensor([det(0, 0, 10, 9, 0.9, 1), det(20, 20, 30, 31, 0.8, 1), det(80, 80, 90, 90, 0.7, 0),
+                         det(50, 50, 60, 60, 0.1, 1)], dtype=torch.float32)
+    cm.update(dets, labels)
+    # rows: predicted 0, 1, background; columns: true 0, 1, background
+    assert cm.matrix.tolist() == [[0, 0, 1], [1, 1, 0], [0, 1, 0]]
+    np.testing.assert_allclose(cm.normalized()[:, :2], [[0, 0], [1, 0.5], [0, 0.5]])
+
+
+def test_confusion_matrix_pairs_each_label_and_detection_once():
+    """Two detections on one label: the better one matches, the other is a detection on background."""
+    cm = ConfusionMatrix(nc=1)
+    cm.update(torch.tensor([det(0, 0, 10, 10, 0.9, 0), det(0, 0, 10, 8, 0.8, 0)]),
+              torch.tensor([[0, 0, 0, 10, 10]], dtype=torch.float32))
+    assert cm.matrix.tolist() == [[1, 1], [0, 0]]

@@ -41,11 +41,15 @@ class Interrupt(Callback):
         return {}
 
 
-def test_run_folder_contents(demo_data, tmp_path):
+def test_run_folder_contents(demo_data, tmp_path, training_plots):
     res = train(_opts(demo_data, tmp_path), cfg=tiny_config())
     d = res.save_dir
-    for f in ("weights/best.pt", "weights/last.pt", "results.csv", "results.png", "hyp.yaml", "opt.yaml"):
+    for f in ("weights/best.pt", "weights/last.pt", "results.csv", "results.png", "hyp.yaml", "opt.yaml",
+              "labels.jpg", "train_batch0.jpg", "train_batch1.jpg", "train_batch2.jpg", "PR_curve.png",
+              "F1_curve.png", "P_curve.png", "R_curve.png", "confusion_matrix.png", "val_batch0_labels.jpg",
+              "val_batch0_pred.jpg"):
         assert (d / f).is_file(), f
+        assert f.endswith(("yaml", "pt", "csv")) or (d / f).stat().st_size > 5000, f  # pictures, not blanks
     assert list(d.glob("events.out.tfevents*"))
     rows = _rows(d)
     assert [int(r["epoch"]) for r in rows] == [0, 1]
@@ -163,3 +167,22 @@ def test_lr_schedule_runs_one_epoch_behind_like_the_official_trainers():
     assert lrs[0] == lrs[1] == pytest.approx(0.01)
     assert lrs[4:6] == pytest.approx([0.009258, 0.00901], abs=1e-6)
     assert lrs[-1] == pytest.approx(0.000595, abs=1e-6)
+
+
+def test_unvalidated_epochs_leave_their_metrics_empty(demo_data, tmp_path, caplog):
+    """--val-every 2 over 3 epochs validates epochs 2 and 3: epoch 1's metric cells stay empty (no repeated
+    values), each validation logs its 'all' line, and --noplots writes no plot but results.png."""
+    import logging
+    with caplog.at_level(logging.INFO, logger="yolocompress"):
+        res = train(_opts(demo_data, tmp_path, epochs=3, val_every=2, noplots=True), cfg=tiny_config())
+    rows = _rows(res.save_dir)
+    metric_cols = ("metrics/precision", "metrics/recall", "metrics/mAP50", "metrics/mAP50-95", "val/box_loss")
+    assert [rows[0][c] for c in metric_cols] == [""] * len(metric_cols)
+    for r in rows[1:]:
+        assert all(r[c] != "" for c in metric_cols)
+    assert float(rows[1]["val/box_loss"]) != float(rows[2]["val/box_loss"])  # each epoch measured anew
+    epoch_lines = [m for m in (r.getMessage() for r in caplog.records)
+                   if m.lstrip().startswith("Class") and m.splitlines()[1].split()[0] == "all"]
+    assert len(epoch_lines) == 2  # one per validation (the best.pt table at the end starts with its name)
+    assert any(r.getMessage().startswith("best.pt (epoch 3):") for r in caplog.records)
+    assert {p.name for p in res.save_dir.iterdir() if p.suffix in (".png", ".jpg")} == {"results.png"}

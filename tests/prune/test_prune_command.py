@@ -91,7 +91,7 @@ def test_the_pruned_checkpoints_load_validate_export_and_prune_again(run, demo, 
     assert best_ckpt["meta"]["pruned"] and best.model[1].conv.out_channels == pruned.model[1].conv.out_channels
     assert best.model[1].conv.out_channels < Model(v5_cfg(nc=10)).model[1].conv.out_channels
     metrics = val(ValOptions(weights=str(d / "weights" / "best.pt"), data=demo.data, imgsz=IMGSZ, batch_size=8,
-                             device="cpu", workers=0))
+                             device="cpu", workers=0, plots=False, project=str(tmp_path / "val")))
     assert metrics["mAP50"] == pytest.approx(run.result["mAP50"])
     assert check_onnx(export_onnx(best, tmp_path / "best.onnx", imgsz=IMGSZ), best, imgsz=IMGSZ) < 1e-3
     again = prune_to_target(best, image(), "l1", 1.3, imgsz=IMGSZ, max_steps=20, measure=False)

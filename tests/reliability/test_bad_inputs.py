@@ -175,7 +175,8 @@ def test_bad_item_in_val_is_a_warning_and_val_completes(case, base, tmp_path, ca
     y = copy_dataset(base["data"], tmp_path / "ds")
     where = corrupt(y.parent, "val")
     caplog.set_level(logging.INFO, logger="yolocompress")
-    rc, err = run_cli(capsys, ["val", "--weights", base["weights"], "--data", y, *FAST])
+    rc, err = run_cli(capsys, ["val", "--weights", base["weights"], "--data", y, *FAST, "--project", tmp_path / "runs",
+                               "--no-plots"])
     assert rc == 0, err
     assert "Traceback" not in err
     _check_item_warning(caplog, where, warning, "val", summary)
@@ -418,9 +419,10 @@ def test_sparse_with_a_non_sparse_method_is_rejected(base, tmp_path, capsys):
     assert_one_line_error(rc, err, r"argument --method: invalid choice: 'l1'")
 
 
-def test_imgsz_not_a_multiple_of_the_stride_is_rounded_and_said(base, capsys, caplog):
+def test_imgsz_not_a_multiple_of_the_stride_is_rounded_and_said(base, capsys, caplog, tmp_path):
     caplog.set_level(logging.INFO, logger="yolocompress")
-    rc, err = run_cli(capsys, ["val", "--weights", base["weights"], "--data", base["data"], *FAST, "--imgsz", "100"])
+    rc, err = run_cli(capsys, ["val", "--weights", base["weights"], "--data", base["data"], *FAST, "--imgsz", "100",
+                               "--project", tmp_path / "runs", "--no-plots"])
     assert rc == 0, err
     assert "--imgsz 100 is not a multiple of the model stride 32; using 128" in caplog.text
 

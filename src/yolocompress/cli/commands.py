@@ -14,6 +14,7 @@ from ..demo import DemoOptions, run_demo
 from ..distill.api import distill_callbacks_factory
 from ..distill.options import DistillOptions
 from ..engine.api import train, val
+from ..engine.detect import DetectOptions, detect
 from ..engine.options import TrainOptions, ValOptions
 from ..engine.validator import format_metrics
 from ..models.api import ExportOptions, InfoOptions, export, info
@@ -67,7 +68,10 @@ def _run_demo_data(opts):
 def _run_val(opts):
     m = val(opts)
     print(format_metrics(m, per_class=opts.per_class))
-    return {k: m[k] for k in ("mAP50", "mAP50-95", "precision", "recall", "images", "instances", "speed_ms")}
+    if "save_dir" in m:
+        print(f"results saved to {m['save_dir']}")
+    keys = ("mAP50", "mAP50-95", "precision", "recall", "images", "instances", "speed_ms", "save_dir", "files")
+    return {k: m[k] for k in keys if k in m}
 
 
 # ---- train, sparse, prune, compress: training options plus their own --------------------------------------
@@ -134,7 +138,10 @@ COMMANDS = [
     _single(ExportOptions, export, "export", "export a checkpoint to ONNX (checked against PyTorch)"),
     _single(DemoDataOptions, _run_demo_data, "demo-data", "generate the built-in digits detection dataset"),
     Command("train", "train a model (from a yaml, from weights, or resume)", _add_train, _build_train, _run_train),
-    _single(ValOptions, _run_val, "val", "validate a checkpoint (official val.py numbers)"),
+    _single(ValOptions, _run_val, "val", "validate a checkpoint (official val.py numbers; plots, COCO JSON and txt "
+                                         "into runs/val/expN)"),
+    _single(DetectOptions, detect, "detect", "run a model on images, folders, globs or videos: annotated copies, "
+                                             "labels/*.txt and crops into runs/detect/expN"),
     _compression_command("sparse", "sparse training (regularise BN scales / groups) before pruning", SparseOptions,
                          "sparse", "checkpoint to sparse-train (ours or an official .pt)", RESUME_HELP, sparse_command),
     _compression_command("prune", "prune to a target speed-up, then finetune", PruneOptions, "prune",

@@ -12,9 +12,10 @@ from ..models.registry import load_user_modules
 from .callbacks import Callback
 from ..core.hyp import Hyp
 from .options import TrainOptions, ValOptions, check_imgsz, model_stride
-from ..core.rundir import increment_path
+from ..core.rundir import atomic_write_text, increment_path
 from .trainer import Trainer, TrainResult, seed_everything
-from .validator import Validator
+from .val_outputs import write_val_outputs
+from .validator import Validator, format_metrics, split_files
 
 LOGGER = logging.getLogger("yolocompress")
 
@@ -123,12 +124,27 @@ def train(opts: TrainOptions, *, weights: str | None = None, cfg: str | None = N
 
 
 def val(opts: ValOptions, model=None) -> dict:
-    """Validate a checkpoint (ours or official) on the dataset's val split, as official val.py."""
+    """Validate a checkpoint (ours or official) on the dataset's val (or test) split, as official val.py.
+
+    The run gets its folder `runs/val/expN/` (`opts.project`/`opts.name`) with the per-class table in
+    results.txt and what `opts` asks for (JSON, txt, plots); `task="speed"` times the model at conf 0.25 /
+    IoU 0.45 and writes nothing. The metrics dict also carries `save_dir` and `files` when a folder was written.
+    """
     d = load_data_config(opts.data)
+    split = "test" if opts.task == "test" else "val"
+    split_files(d, split)  # a missing test split fails before the model loads
+    conf, iou = (0.25, 0.45) if opts.task == "speed" else (opts.conf_thres, opts.iou_thres)  # as official
     if model is None:
         model, _ = model_for_data(opts.weights, None, d, opts.modules)
     stride = model_stride(model)
     imgsz = check_imgsz(opts.imgsz, stride)
-    v = Validator(d, imgsz, opts.batch_size, opts.device, opts.workers, opts.conf_thres, opts.iou_thres, opts.max_det,
+    v = Validator(d, imgsz, opts.batch_size, opts.device, opts.workers, conf, iou, opts.max_det, split=split,
                   stride=stride)
-    return v.run(model)
+    writes = opts.task != "speed"
+    m = v.run(model, record=writes)
+    if writes:
+        save_dir = increment_path(Path(opts.project) / opts.name, opts.exist_ok)
+        m["files"] = write_val_outputs(save_dir, v.record, opts, Path(opts.weights).stem if opts.weights else "model")
+        atomic_write_text(save_dir / "results.txt", format_metrics(m, per_class=True) + "\n")
+        m["save_dir"] = str(save_dir)
+    return m

@@ -218,3 +218,45 @@ class DetectionMetrics:
         if self.names is not None and c < len(self.names):
             row["name"] = self.names[c]
         return row
+
+
+class ConfusionMatrix:
+    """Counts of (predicted class, true class) pairs over a validation pass, with a background row and column.
+
+    As YOLOv5's confusion matrix: detections under `conf` are ignored; a label and a detection pair up when
+    their IoU exceeds `iou_thres`, greedily by IoU, each at most once. `matrix[p, t]`: detections of class p on
+    labels of class t; row `nc` holds missed labels (predicted background), column `nc` detections on nothing.
+    """
+
+    def __init__(self, nc: int, conf: float = 0.25, iou_thres: float = 0.45):
+        self.nc, self.conf, self.iou_thres = nc, conf, iou_thres
+        self.matrix = np.zeros((nc + 1, nc + 1), dtype=np.int64)
+
+    def update(self, detections: torch.Tensor, labels: torch.Tensor) -> None:
+        """One image: detections `[n, 6]` (xyxy, conf, cls) and labels `[m, 5]` (cls, xyxy), same pixels."""
+        detections = detections.detach().float().cpu().reshape(-1, 6)
+        labels = torch.as_tensor(labels).detach().float().cpu().reshape(-1, 5)
+        detections = detections[detections[:, 4] > self.conf]
+        true_cls = labels[:, 0].long().numpy()
+        pred_cls = detections[:, 5].long().numpy()
+        pairs = np.zeros((0, 3))
+        if len(true_cls) and len(pred_cls):
+            iou = box_iou(labels[:, 1:], detections[:, :4])
+            li, di = torch.where(iou > self.iou_thres)
+            if li.numel():
+                pairs = torch.stack((li.float(), di.float(), iou[li, di]), 1).numpy()
+                pairs = pairs[pairs[:, 2].argsort()[::-1]]
+                pairs = _unique_first(pairs, 1)  # each detection keeps its best label
+                pairs = _unique_first(pairs[pairs[:, 2].argsort()[::-1]], 0)  # each label its best detection
+        label_to_det = {int(li): int(di) for li, di, _ in pairs}
+        for li, t in enumerate(true_cls):
+            p = pred_cls[label_to_det[li]] if li in label_to_det else self.nc
+            self.matrix[p, t] += 1
+        matched = set(label_to_det.values())
+        for di, p in enumerate(pred_cls):
+            if di not in matched:
+                self.matrix[p, self.nc] += 1
+
+    def normalized(self) -> np.ndarray:
+        """Each true-class column divided by its total (the share of that class's labels predicted as each row)."""
+        return self.matrix / np.maximum(self.matrix.sum(0, keepdims=True), 1)

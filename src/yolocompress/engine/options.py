@@ -13,6 +13,7 @@ from ..core.options import (batch_option, data_option, device_option, imgsz_opti
                             non_negative_int, option, positive_int, workers_option)
 
 LOGGER = logging.getLogger("yolocompress")
+VAL_TASKS = ("val", "test", "speed")
 
 
 @dataclass
@@ -40,6 +41,8 @@ class TrainOptions:
     noval: bool = option(False, "validate only after the last epoch")
     noautoanchor: bool = option(False, "keep the model's anchors even when their best possible recall on the data "
                                        "is under 0.98")
+    noplots: bool = option(False, "write no labels.jpg, train_batch/val_batch mosaics or validation curves "
+                                  "(results.png is still drawn)")
     modules: list = modules_option()
     nbs: int = option(64, "nominal batch size: gradients accumulate to it", cli=False)
     amp: bool = option(True, "mixed precision on CUDA", cli=False)
@@ -90,7 +93,18 @@ class ValOptions:
     conf_thres: float = option(0.001, "confidence threshold of the predictions scored (official val.py: 0.001)")
     iou_thres: float = option(0.6, "NMS IoU threshold (official val.py: 0.6)")
     max_det: int = option(300, "most detections kept per image", type=positive_int)
-    per_class: bool = option(False, "print the per-class table")
+    per_class: bool = option(False, "print the per-class table (it is always in the run folder's results.txt)")
+    task: str = option("val", "val: the dataset yaml's val split; test: its test split; speed: time the model on "
+                              "the val split at conf 0.25 / IoU 0.45, writing nothing", choices=VAL_TASKS)
+    save_json: bool = option(False, "write COCO-format results <weights>_predictions.json (image_id, category_id, "
+                                    "bbox [x, y, w, h] in original-image pixels, score)")
+    save_txt: bool = option(False, "write labels/<image>.txt: a 'cls xc yc w h' row per detection, normalised to "
+                                   "the original image")
+    save_conf: bool = option(False, "with --save-txt, add each detection's confidence as a 6th column")
+    plots: bool = option(True, "write PR/F1/P/R curves, the confusion matrix and val_batch mosaics")
+    project: str = option("runs/val", "folder of the run folders")
+    name: str = option("exp", "run folder name (exp, exp2, ... unless --exist-ok)")
+    exist_ok: bool = option(False, "reuse the run folder --project/--name instead of making exp2, exp3, ...")
     modules: list = modules_option()
 
 

@@ -32,10 +32,12 @@ from .losses import build_loss
 from .metrics import fitness
 from .options import TrainOptions, check_imgsz, model_stride
 from ..core.rundir import ResultsCSV, atomic_write_text
-from .validator import Validator
+from . import run_plots
+from .validator import Validator, format_metrics
 
 LOGGER = logging.getLogger("yolocompress")
 LOSS_NAMES = ("box_loss", "obj_loss", "cls_loss")
+METRIC_COLUMNS = ("metrics/precision", "metrics/recall", "metrics/mAP50", "metrics/mAP50-95")
 
 
 def _ranges(ix: list[int]) -> str:
@@ -129,6 +131,7 @@ class Trainer:
         self.wdir = self.save_dir / "weights"
         self.best_fitness, self.start_epoch, self.epoch = 0.0, 0, 0
         self.metrics: dict = {}
+        self.best_record = None  # the best validation's detections, for the plots at the end
 
     @property
     def main(self) -> bool:
@@ -265,6 +268,8 @@ class Trainer:
             n_imgs, t_epoch = 0, time.time()
             for i, (imgs, targets, _paths, _shapes) in pbar:
                 ni = i + nb * epoch
+                if ni < 3 and self.main and not opts.noplots:
+                    run_plots.plot_train_batch(self.save_dir, ni, imgs, targets, _paths, self.data.names)
                 imgs = imgs.to(self.device, non_blocking=True).float() / 255
                 n_imgs += imgs.shape[0]
                 if ni <= nw:
@@ -308,6 +313,13 @@ class Trainer:
             if self.tb is not None:
                 self.tb.close()
             self._plot_results()
+            if self.best_record is not None:
+                LOGGER.info(f"best.pt (epoch {int(self.meta['best_epoch']) + 1}):\n"
+                            f"{format_metrics(self.best_metrics, per_class=True, speed=False)}")
+                if not opts.noplots:
+                    run_plots.plot_validation(self.save_dir, self.best_record)
+            if not opts.noplots:  # at the end with the other matplotlib plots: no delay before the first epoch
+                run_plots.plot_labels(self.save_dir, self.train_set.labels, self.data.names)
         return TrainResult(self.save_dir, self.wdir / "best.pt", self.wdir / "last.pt", self.metrics, self.epoch + 1)
 
     @staticmethod
@@ -370,16 +382,19 @@ class Trainer:
         validated = self.validator is not None and (
             final or (not opts.noval and (epoch + 1) % max(opts.val_every, 1) == 0))
         if validated:
-            self.metrics = self.validator.run(self.ema.ema, loss_fn=self.loss_fn)
+            self.metrics = self.validator.run(self.ema.ema, loss_fn=self.loss_fn, record=True)
+            LOGGER.info(format_metrics(self.metrics, speed=False))
         row = {"epoch": epoch, **{f"train/{n}": float(v) for n, v in zip(LOSS_NAMES, mloss.tolist())}}
         row.update({f"train/{k}": v for k, v in extra_sums.items()})
         total = float(mloss.sum()) + sum(extra_sums.values())
         for k, v in extra_sums.items():
             row[f"train/{k}_share"] = v / total if total else 0.0
-        if self.metrics:
-            row.update({"metrics/precision": self.metrics["precision"], "metrics/recall": self.metrics["recall"],
-                        "metrics/mAP50": self.metrics["mAP50"], "metrics/mAP50-95": self.metrics["mAP50-95"]})
-            row.update({f"val/{n}": float(v) for n, v in zip(LOSS_NAMES, self.metrics.get("loss", [0, 0, 0]))})
+        if validated:
+            m = self.metrics
+            row.update(zip(METRIC_COLUMNS, (m["precision"], m["recall"], m["mAP50"], m["mAP50-95"])))
+            row.update({f"val/{n}": float(v) for n, v in zip(LOSS_NAMES, m.get("loss", [0, 0, 0]))})
+        else:  # not measured this epoch: empty cells, never the last validation repeated
+            row.update({k: "" for k in (*METRIC_COLUMNS, *(f"val/{n}" for n in LOSS_NAMES))})
         row.update({f"x/lr{j}": lr for j, lr in enumerate(lrs)})
         row["train/images_per_s"] = n_imgs * max(self.world, 1) / max(train_time, 1e-9)
         for cb in self.callbacks:
@@ -390,6 +405,7 @@ class Trainer:
         if is_best:
             self.best_fitness = fit
             self.meta["best_epoch"] = epoch
+            self.best_record, self.best_metrics = self.validator.record, self.metrics
         # results.csv first, then the checkpoints: a kill between them leaves a row the resumed run rewrites
         # (it redoes that epoch), never a saved epoch without its row
         self.results.append(row)

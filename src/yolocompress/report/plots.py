@@ -8,6 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
 def _read_csv(path) -> list[dict]:
@@ -16,7 +17,7 @@ def _read_csv(path) -> list[dict]:
 
 
 def plot_results(csv_path, out_path) -> Path:
-    """One panel per numeric column of results.csv against the epoch."""
+    """One panel per numeric column of results.csv against the epoch (only the epochs that have a value)."""
     rows = _read_csv(csv_path)
     keys = [k for k in rows[0] if k != "epoch" and not k.startswith("x/")] if rows else []
     n = max(len(keys), 1)
@@ -25,9 +26,16 @@ def plot_results(csv_path, out_path) -> Path:
     fig, axes = plt.subplots(nrows, cols, figsize=(3.2 * cols, 2.6 * nrows), squeeze=False)
     epochs = [int(float(r["epoch"])) + 1 for r in rows]
     for ax, k in zip(axes.flat, keys):
-        ys = [float(r[k]) if r.get(k) not in (None, "") else float("nan") for r in rows]
-        ax.plot(epochs, ys, marker=".", linewidth=1.5)
+        # empty cells (epochs not validated under --val-every) are left out, not drawn as a flat step
+        pts = [(e, float(r[k])) for e, r in zip(epochs, rows) if r.get(k) not in (None, "")]
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=".", linewidth=1.5)
         ax.set_title(k, fontsize=9)
+        ax.set_xlabel("epoch" if len(pts) == len(rows) else f"epoch ({len(pts)} of {len(rows)} validated)",
+                      fontsize=8)
+        if epochs:
+            ax.set_xlim(min(epochs) - 0.2, max(epochs) + 0.2)  # every panel spans the whole run
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.ticklabel_format(axis="y", useOffset=False)
     for ax in list(axes.flat)[len(keys):]:
         ax.axis("off")
     fig.tight_layout()
