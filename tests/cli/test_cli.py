@@ -91,3 +91,21 @@ def test_kd_option_is_routed_to_the_loss_that_takes_it():
         DistillOptions(logit="ast", feature="cwd", options=["mask_ratio=0.5"]).check()
     with pytest.raises(ConfigError, match="write KEY=VALUE"):
         DistillOptions(logit="l2", options=["beta"]).check()
+
+
+def test_help_texts_are_plain_text_and_zero_defaults_are_shown():
+    """A '%' in a help text must not break --help, and a default of 0 is a default (not 'no default')."""
+    import dataclasses as dc
+    from yolocompress.cli.flags import HelpFormatter, add_options
+    from yolocompress.core.options import option
+
+    @dc.dataclass
+    class Knobs:
+        """Knobs"""
+        share: float = option(0.0, "share of the loss, in % of the detection loss")
+        off: bool = option(False, "a switch")
+
+    p = argparse.ArgumentParser(formatter_class=HelpFormatter)
+    add_options(p, Knobs)
+    text = p.format_help()
+    assert "in % of the detection loss (default: 0.0)" in text and "a switch\n" in text

@@ -20,12 +20,13 @@ class HelpFormatter(argparse.HelpFormatter):
     """Shows each flag's default after its help (`(default: 16)`), except for switches and empty defaults."""
 
     def _get_help_string(self, action):
-        text = action.help or ""
+        text = (action.help or "").replace("%", "%%")  # help texts are plain text, never format strings
         default = action.default
-        if "%(default)" in text or default in (None, False, [], (), "", argparse.SUPPRESS) or action.nargs == 0:
+        empty = default is None or default is False or default is argparse.SUPPRESS or default in ([], (), "")
+        if empty or action.nargs == 0:
             return text
         shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else default
-        return f"{text} (default: {shown})".replace("%", "%%")
+        return f"{text} (default: {str(shown).replace('%', '%%')})"
 
 
 def _plain_type(tp):
