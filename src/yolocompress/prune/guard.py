@@ -26,7 +26,7 @@ import torch_pruning as tp
 from ..core.errors import PruningError
 from .graph import implicit_parameters, layer_index
 from .methods import get_method
-from .tp_fixes import prepare_model_for_pruning
+from .tp_fixes import FixedDependencyGraph, prepare_model_for_pruning
 
 LOGGER = logging.getLogger("yolocompress")
 _CONV = (nn.Conv2d,)
@@ -129,7 +129,7 @@ def tracing_options(model: nn.Module, opaque=()) -> dict:
 def build_graph(model: nn.Module, example_inputs, opaque=()) -> tp.DependencyGraph:
     """The dependency graph of `model`, with our implicit parameters and black-box layers."""
     opts = tracing_options(model, opaque)
-    return tp.DependencyGraph().build_dependency(
+    return FixedDependencyGraph().build_dependency(
         model, example_inputs, unwrapped_parameters=list(opts["unwrapped"].items()),
         customized_pruners=opts.get("customized_pruners"), forward_fn=opts.get("forward_fn"))
 
@@ -169,7 +169,7 @@ def _untraceable_layers(model: nn.Module, x) -> dict[str, str]:
         x_in = [t.clone().requires_grad_(True) for t in x_in] if isinstance(x_in, (list, tuple)) \
             else x_in.clone().requires_grad_(True)
         try:
-            tp.DependencyGraph().build_dependency(copy.deepcopy(layer), x_in, forward_fn=lambda m, a: m(a))
+            FixedDependencyGraph().build_dependency(copy.deepcopy(layer), x_in, forward_fn=lambda m, a: m(a))
         except Exception as e:  # any failure inside Torch-Pruning's tracer means: keep this layer whole
             found[f"model.{layer.i}"] = _short(e)
     return found
