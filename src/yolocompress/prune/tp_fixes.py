@@ -333,26 +333,37 @@ class FixedDependencyGraph(tp.DependencyGraph):
         self._out_channel_pruning_fn = {p.prune_out_channels for p in pruners}
 
     def _build_dependency(self, module2node):
+        recorder = getattr(self, "_recorder", None)
+        if recorder is not None:
+            cut_channel_free_edges(module2node, recorder.shapes)
+            self._size_concats(module2node.values())
         super()._build_dependency(module2node)
         for node in module2node.values():
             if node.type == ops.OPTYPE.SPLIT:
                 self._map_pieces(node)
 
     def build_dependency(self, model, example_inputs, forward_fn=None, *args, **kwargs):
-        from .declared import SplitRecorder, split_size_owners
-        recorder = SplitRecorder(split_size_owners(model))
-        self._split_owners = recorder.found
+        from .declared import TraceRecorder, split_size_owners
+        recorder = TraceRecorder(split_size_owners(model))
+        self._split_owners, self._recorder = recorder.found, recorder
         run = forward_fn or (lambda m, x: m(*x) if isinstance(x, (list, tuple)) else m(x))
 
         def traced(m, x):
             with recorder:
                 return run(m, x)
         super().build_dependency(model, example_inputs, traced, *args, **kwargs)
-        for node in self.module2node.values():
-            if node.type == ops.OPTYPE.CONCAT:
-                node.module.concat_sizes = None  # cached from the wrong split sizes: measure again
+        self._size_concats(self.module2node.values())  # upstream cached sizes from the wrong split sizes
         index_mapping.update_index_mapping(self)
         return self
+
+    def _size_concats(self, nodes) -> None:
+        """Concat input sizes as seen while tracing. Upstream infers them through the graph, which fails on a
+        cut edge (`sum([.., None])`: its TypeError) and reads the split sizes by output position."""
+        seen_sizes = self._recorder.cat_sizes
+        for node in nodes:
+            if node.type == ops.OPTYPE.CONCAT:
+                seen = seen_sizes.get(node.grad_fn)
+                node.module.concat_sizes = list(seen) if seen and len(seen) == len(node.inputs) else None
 
     def _map_pieces(self, node) -> None:
         pieces = _chunk_sizes(node.grad_fn)
@@ -386,3 +397,37 @@ class FixedDependencyGraph(tp.DependencyGraph):
                 dep.index_mapping[0] = _PieceMapping(op, k, reverse=True)
         node.enable_index_mapping = False  # Torch-Pruning would overwrite our ranges by output position
         op.__class__ = _PiecewiseSplitOp
+
+
+# ---- defect j: edges that carry no channel identity -------------------------------------------------------
+def _channels(shape) -> int | None:
+    return int(shape[1]) if shape is not None and len(shape) >= 2 else None
+
+
+def _shape_of(node, shapes):
+    if isinstance(node.module, nn.Parameter):
+        return tuple(node.module.shape)
+    return shapes.get(node.grad_fn)
+
+
+def cut_channel_free_edges(module2node, shapes) -> int:
+    """Defect j: Torch-Pruning treats every operator it does not know as element-wise and couples the channels
+    of all its inputs and its output by index. That is wrong where one side has no channels to share: a
+    scalar or 1-D weight (BiFPN's per-input weights), a 1-channel map broadcast over C channels (CBAM's
+    spatial attention, `x * att`), or a reduction of C channels to 1 (a channel mean or max, ECA's transpose
+    of the pooled channels into a sequence). Those edges are cut, so the tiny convolutions on such maps do
+    not tie the feature channels. Returns how many edges were cut."""
+    cut = 0
+    for node in list(module2node.values()):
+        if node.type != ops.OPTYPE.ELEMENTWISE:
+            continue
+        c_out = _channels(shapes.get(node.grad_fn))
+        for src in list(node.inputs):
+            c_in = _channels(_shape_of(src, shapes))
+            if c_out is None or c_in is None and _shape_of(src, shapes) is None:
+                continue  # shapes unknown: leave Torch-Pruning's edge
+            if c_in is None or (c_in == 1) != (c_out == 1):
+                node.inputs = [n for n in node.inputs if n is not src]
+                src.outputs = [n for n in src.outputs if n is not node]
+                cut += 1
+    return cut
