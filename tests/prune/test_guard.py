@@ -68,6 +68,9 @@ def test_a_user_module_torch_pruning_cannot_trace_is_kept_whole_and_pruning_goes
     out = prune_to_target(model, image(), "l1", 1.5, imgsz=IMGSZ, max_steps=20, measure=False, guard=guard)
     assert out.reached and out.speedup_gflops >= 1.5
     assert out.skipped == guard.skipped
+    assert by_module["model.2"]["holds"] == ["model.2.cv1.conv", "model.2.cv1.bn", "model.2.cv2.conv", "model.2.cv2.bn"]
+    # the black box's convs and the conv feeding it are out of reach: less than all of the GFLOPs
+    assert 0.5 < out.prunable_gflops_share < 1.0 and out.conv_layers_pruned < out.conv_layers
     after = conv_channels(model)
     kept = [n for n in before if n.startswith(("model.1.", "model.2."))]
     assert kept and all(after[n] == before[n] for n in kept)

@@ -300,3 +300,43 @@ def test_i_the_fixed_graph_is_used_only_while_a_pruner_is_built():
     assert tp.dependency.DependencyGraph is tp.DependencyGraph
     assert type(tp.pruner.BasePruner(model, x, imp.MagnitudeImportance(), ignored_layers=[model.head]).DG) \
         is tp.DependencyGraph
+
+
+# j. channel-free edges (broadcast maps, channel reductions, scalar weights) coupled by index
+class _AttentionNet(torch.nn.Module):
+    """A conv, a channel-mean spatial attention (CBAM), an ECA Conv1d and a BiFPN-style weighted add."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = torch.nn.Conv2d(3, 16, 3, padding=1), torch.nn.Conv2d(3, 16, 3, padding=1)
+        self.spatial = torch.nn.Conv2d(1, 1, 3, padding=1)
+        self.eca = torch.nn.Conv1d(1, 1, 3, padding=1, bias=False)
+        self.w = torch.nn.Parameter(torch.ones(2))
+        self.head = torch.nn.Conv2d(16, 4, 1)
+
+    def forward(self, x):
+        a = self.a(x)
+        a = a * self.spatial(a.mean(1, keepdim=True)).sigmoid()
+        y = self.eca(a.mean((2, 3), keepdim=True).squeeze(-1).transpose(-1, -2)).transpose(-1, -2).unsqueeze(-1)
+        a = a * y.sigmoid()
+        w = self.w / (self.w.sum() + 1e-4)
+        return self.head(w[0] * a + w[1] * self.b(x))
+
+
+def _attention_net_prunes(graph_cls):
+    torch.manual_seed(0)
+    model, x = _AttentionNet().eval(), torch.randn(1, 3, 8, 8)
+    dg = graph_cls().build_dependency(model, x)
+    group = dg.get_pruning_group(model.a, tp.prune_conv_out_channels, [0, 7, 15])
+    for dep, idxs in group:
+        n = dg.get_out_channels(dep.target.module) if dg.is_out_channel_pruning_fn(dep.handler) else \
+            dg.get_in_channels(dep.target.module) if dg.is_in_channel_pruning_fn(dep.handler) else None
+        if n is not None and max(idxs) >= n:
+            return False
+    group.prune()
+    return model(x).shape == (1, 4, 8, 8) and model.b.out_channels == 13 and model.w.shape == (2,)
+
+
+def test_j_channel_free_edges_do_not_tie_the_feature_channels():
+    assert not _attention_net_prunes(tp.DependencyGraph)
+    assert _attention_net_prunes(fx.FixedDependencyGraph)
