@@ -146,3 +146,28 @@ def test_the_guard_probe_removes_as_many_channels_as_round_to():
     assert _probe_idxs(32) == [0, 16, 31]
     assert len(_probe_idxs(32, 8)) == 8 and _probe_idxs(32, 8)[-1] == 31
     assert _probe_idxs(8, 8) == [0]
+
+
+PAGCP_FAMILIES = ["C2fChunk", "C2fSplit", "FasterNetBlock", "CBAM", "ECA", "BiFPNAdd2", "DecoupledDetect"]
+
+
+@pytest.mark.parametrize("family", ["v5", "v7"])
+@pytest.mark.parametrize("module", PAGCP_FAMILIES)
+def test_pagcp_prunes_the_family(module, family):
+    """PAGCP as its command entry point runs it: the guard's skips, then pagcp_prune on calibration batches."""
+    from yolocompress.core.hyp import Hyp
+    from yolocompress.engine.losses import build_loss
+    from yolocompress.prune import pagcp
+
+    from .test_pagcp import make_batches
+    model = build(family, module)
+    batches = make_batches(n=1, b=2, nc=model.yaml["nc"])
+    ignored, skipped, opaque = pagcp._guard(model, batches[0][0][:1])
+    assert skipped == []
+    before = conv_channels(model)
+    res = pagcp.pagcp_prune(model, batches, build_loss(model, Hyp.default_for(model.yaml), IMGSZ), speedup=1.2,
+                            imgsz=IMGSZ, initial_rate=0.2, initial_thres=50.0, rounds=2, ignored_layers=ignored,
+                            opaque=opaque, progress=lambda *_: None)
+    assert share_pruned(before, conv_channels(res.model), measured_prefix(family, module)) > 0
+    with torch.no_grad():
+        res.model.eval()(image(2))
