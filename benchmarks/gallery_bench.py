@@ -30,7 +30,7 @@ import torch.nn as nn
 from yolocompress.core.stats import count_gflops, count_params, interleaved_latency, uncounted_modules
 from yolocompress.models.builder import Model, load_config
 from yolocompress.models.export import choose_opset, export_onnx, parity_or_reason
-from yolocompress.models.registry import load_user_modules
+from yolocompress.models.registry import load_user_modules, lookup
 from yolocompress.prune.speedup import prune_to_target
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,23 +57,24 @@ def build(yaml_name: str, modules: str, nc: int, seed: int = 0) -> Model:
     return Model(cfg)
 
 
-def family_layers(model: Model, builtin: set[str]) -> list[int]:
-    """Indices of the layers whose module is the family's (not one of the project's built-ins)."""
-    return [m.i for m in model.model if m.type not in builtin]
+def family_layers(model: Model, modules: str) -> list[int]:
+    """Indices of the layers whose module comes from the family's file (`--modules` loads it under this name)."""
+    own = f"yolocompress_user_{Path(modules).stem}"
+    return [m.i for m in model.model if lookup(m.type).cls.__module__ == own]
 
 
 def conv_channels(model: nn.Module, layers: list[int]) -> int:
+    """Output channels of the convs in `layers`, the head's prediction convs (never pruned) left out."""
     prefixes = tuple(f"model.{i}." for i in layers)
+    fixed = {id(m) for m in model.head.m.modules()}
     return sum(m.weight.shape[0] for n, m in model.named_modules()
                if isinstance(m, nn.modules.conv._ConvNd) or type(m).__name__ == "DeformConv2d"
-               if n.startswith(prefixes))
+               if n.startswith(prefixes) and id(m) not in fixed)
 
 
 def measure_entry(family: str, yaml_name: str, modules: str, a) -> dict:
-    from yolocompress.models import builder  # the built-in names, before the family's file registers its own
-    builtin = set(builder.registered_names())
     model = build(yaml_name, modules, a.nc)
-    own = family_layers(model, builtin)
+    own = family_layers(model, modules)
     row = {"family": family, "yaml": yaml_name, "layers": own, "params_before": count_params(model),
            "gflops_before": count_gflops(model, a.imgsz), "uncounted": uncounted_modules(model),
            "channels_before": conv_channels(model, own)}
