@@ -87,3 +87,30 @@ def train_step(model: nn.Module, batch: int = 2, lr: float = 0.01) -> float:
 
 def unload(entry: Entry) -> None:
     sys.modules.pop(f"yolocompress_user_{Path(entry.modules).stem}", None)
+
+
+# ---- pruning: the step the pruning tests share ----------------------------------------------------------------
+PRUNE_METHODS = ("lamp",)  # the gallery test's own; tests/prune add group_norm and pagcp per family
+
+
+def family_layers(model: Model, entry: Entry) -> list[int]:
+    """Indices of the layers whose module class comes from the entry's file."""
+    from yolocompress.models.registry import lookup
+    own = f"yolocompress_user_{Path(entry.modules).stem}"
+    return [m.i for m in model.model if lookup(m.type).cls.__module__ == own]
+
+
+def family_channels(model: Model, layers: list[int]) -> int:
+    """Output channels of the convs in `layers` (the head's prediction convs, never pruned, left out)."""
+    prefixes = tuple(f"model.{i}." for i in layers)
+    fixed = {id(m) for m in model.head.m.modules()}
+    return sum(m.weight.shape[0] for n, m in model.named_modules()
+               if hasattr(m, "weight") and isinstance(m.weight, torch.Tensor) and m.weight.dim() >= 3
+               and n.startswith(prefixes) and id(m) not in fixed)
+
+
+def prune(model: Model, method: str, speedup: float = 2.0, max_steps: int = 15):
+    """`prune_to_target` as the prune command runs it (GFLOPs metric), on a tiny model: the outcome."""
+    from yolocompress.prune.speedup import prune_to_target
+    example = torch.rand(1, 3, IMGSZ, IMGSZ, generator=torch.Generator().manual_seed(3))
+    return prune_to_target(model, example, method, speedup, imgsz=IMGSZ, max_steps=max_steps, measure=False)

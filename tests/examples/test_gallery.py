@@ -1,5 +1,6 @@
 """Every gallery model (examples/modules/) builds, trains a step, validates, saves and reloads bit-identically
-and exports to ONNX with onnxruntime parity, at a tiny width and 64 px."""
+and exports to ONNX with onnxruntime parity, at a tiny width and 64 px; the families that prune are pruned to
+2x GFLOPs, a share of their own channels goes, and the pruned model does all of the above again."""
 import pytest
 import torch
 
@@ -11,14 +12,38 @@ from yolocompress.models.checkpoint import load_model, save_checkpoint
 from yolocompress.models.export import export_onnx, parity_or_reason
 
 from . import gallery
-from .gallery import DEFORMABLE, GALLERY, IMGSZ, KNOWN_BAD
+from .gallery import DEFORMABLE, GALLERY, IMGSZ, KNOWN_BAD, PRUNE_METHODS
 
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
 WORKING = [e for e in GALLERY if e.family not in KNOWN_BAD]
+# Families whose own channels do not prune yet on this code, with the reason (docs/custom-modules.md's table)
+NOT_PRUNED_YET: dict[str, str] = {}
 
 
 @pytest.fixture(scope="module")
 def validator(demo_data):
     return Validator(load_data_config(demo_data), imgsz=IMGSZ, batch_size=8, device="cpu", workers=0)
+
+
+def assert_deployable(entry, model, validator, tmp_path):
+    """Validates, reloads bit-identically from our checkpoint, exports with onnxruntime parity."""
+    metrics = validator.run(model)
+    assert set(metrics) >= {"mAP50", "mAP50-95"}
+
+    path = save_checkpoint(tmp_path / "m.pt", model)
+    loaded, _ = load_model(path)
+    x = torch.rand(2, 3, IMGSZ, IMGSZ, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        expected, got = model.eval()(x), loaded.eval()(x)
+    assert torch.equal(expected[0], got[0]) and all(torch.equal(a, b) for a, b in zip(expected[1], got[1]))
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
+
+    onnx_path = export_onnx(loaded, tmp_path / "m.onnx", imgsz=IMGSZ)
+    diff, reason = parity_or_reason(onnx_path, loaded, IMGSZ)
+    if reason:  # only a runtime without the operator may skip the parity check, and it says so
+        assert entry.family in DEFORMABLE and "DeformConv" in reason
+    else:
+        assert diff < 1e-3, f"{entry.id}: onnxruntime differs from PyTorch by {diff}"
 
 
 def test_the_gallery_covers_every_family_and_both_bases():
@@ -41,24 +66,22 @@ def test_gallery_model_trains_validates_reloads_and_exports(entry, gallery_regis
     loss = gallery.train_step(model)
     assert torch.isfinite(torch.tensor(loss))
     assert any(not torch.equal(a, p) for a, p in zip(before, model.parameters()))
+    assert_deployable(entry, model, validator, tmp_path)
 
-    metrics = validator.run(model)
-    assert set(metrics) >= {"mAP50", "mAP50-95"} and model.training  # val leaves the mode as it found it
 
-    path = save_checkpoint(tmp_path / "m.pt", model)
-    loaded, _ = load_model(path)
-    x = torch.rand(2, 3, IMGSZ, IMGSZ, generator=torch.Generator().manual_seed(2))
-    with torch.no_grad():
-        expected, got = model.eval()(x), loaded.eval()(x)
-    assert torch.equal(expected[0], got[0]) and all(torch.equal(a, b) for a, b in zip(expected[1], got[1]))
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
-
-    onnx_path = export_onnx(loaded, tmp_path / "m.onnx", imgsz=IMGSZ)
-    diff, reason = parity_or_reason(onnx_path, loaded, IMGSZ)
-    if reason:  # only a runtime without the operator may skip the parity check, and it says so
-        assert entry.family in DEFORMABLE and "DeformConv" in reason
-    else:
-        assert diff < 1e-3, f"{entry.id}: onnxruntime differs from PyTorch by {diff}"
+@pytest.mark.parametrize("method", PRUNE_METHODS)
+@pytest.mark.parametrize("entry", [e for e in WORKING if e.family not in NOT_PRUNED_YET], ids=lambda e: e.id)
+def test_gallery_model_prunes_and_stays_deployable(entry, method, gallery_registry, validator, tmp_path):
+    model = gallery.build(entry)
+    own = gallery.family_layers(model, entry)
+    assert own, f"{entry.id}: no layer of the family's own file in the model"
+    channels = gallery.family_channels(model, own)
+    out = gallery.prune(model, method)
+    assert out.reached, f"{entry.id}: {out.stop_reason}"
+    share = 1 - gallery.family_channels(model, own) / channels
+    assert share > 0, f"{entry.id}: none of the family's channels pruned; kept: {out.skipped}"
+    gallery.train_step(model)
+    assert_deployable(entry, model, validator, tmp_path)
 
 
 @pytest.mark.parametrize("entry", [e for e in GALLERY if e.family in KNOWN_BAD], ids=lambda e: e.id)
