@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 
 from yolocompress.core.hyp import Hyp
-from yolocompress.engine.loss import build_loss
+from yolocompress.engine.losses import build_loss
 from yolocompress.models.builder import Model, load_config
 from yolocompress.models.registry import load_user_modules
 
