@@ -42,7 +42,7 @@ class C2f(nn.Module):
         return self.cv2(torch.cat(y, 1))
 
 
-@register_module(repeats_as_arg=True)
+@register_module(repeats_as_arg=True, split_sizes="c")  # pruning rewrites `c` when it prunes the split
 class C2fSplit(C2f):
     def forward(self, x):
         y = list(self.cv1(x).split((self.c, self.c), 1))
