@@ -64,17 +64,28 @@ def family_layers(model: Model, modules: str) -> list[int]:
 
 
 def conv_channels(model: nn.Module, layers: list[int]) -> int:
-    """Output channels of the convs in `layers`, the head's prediction convs (never pruned) left out."""
+    """Output channels of the convs and Linears in `layers`, leaving out the head's prediction convs and layers of
+    one output (ECA's Conv1d, CBAM's spatial conv): never pruned, by nature."""
     prefixes = tuple(f"model.{i}." for i in layers)
     fixed = {id(m) for m in model.head.m.modules()}
     return sum(m.weight.shape[0] for n, m in model.named_modules()
-               if isinstance(m, nn.modules.conv._ConvNd) or type(m).__name__ == "DeformConv2d"
-               if n.startswith(prefixes) and id(m) not in fixed)
+               if isinstance(getattr(m, "weight", None), torch.Tensor) and m.weight.dim() >= 2
+               and not isinstance(m, nn.modules.batchnorm._BatchNorm) and m.weight.shape[0] > 1
+               and n.startswith(prefixes) and id(m) not in fixed)
+
+
+def input_layers(model: Model, layers: list[int]) -> list[int]:
+    """The layers that feed `layers` (for a family with no channels of its own, e.g. ECA: its neighbours)."""
+    n = len(model.model)
+    return sorted({(j if j >= 0 else i + j) % n for i in layers
+                   for j in ([model.model[i].f] if isinstance(model.model[i].f, int) else model.model[i].f)})
 
 
 def measure_entry(family: str, yaml_name: str, modules: str, a) -> dict:
     model = build(yaml_name, modules, a.nc)
     own = family_layers(model, modules)
+    if not conv_channels(model, own):  # no channels of its own (ECA): the share is that of the layers feeding it
+        own = input_layers(model, own)
     row = {"family": family, "yaml": yaml_name, "layers": own, "params_before": count_params(model),
            "gflops_before": count_gflops(model, a.imgsz), "uncounted": uncounted_modules(model),
            "channels_before": conv_channels(model, own)}

@@ -101,12 +101,21 @@ def family_layers(model: Model, entry: Entry) -> list[int]:
 
 
 def family_channels(model: Model, layers: list[int]) -> int:
-    """Output channels of the convs in `layers` (the head's prediction convs, never pruned, left out)."""
+    """Output channels (features) of the convs and Linears in `layers`, leaving out the head's prediction convs
+    and layers of one output (ECA's Conv1d, CBAM's spatial conv): never pruned, by nature."""
     prefixes = tuple(f"model.{i}." for i in layers)
     fixed = {id(m) for m in model.head.m.modules()}
     return sum(m.weight.shape[0] for n, m in model.named_modules()
-               if hasattr(m, "weight") and isinstance(m.weight, torch.Tensor) and m.weight.dim() >= 3
+               if isinstance(getattr(m, "weight", None), torch.Tensor) and m.weight.dim() >= 2
+               and not isinstance(m, nn.modules.batchnorm._BatchNorm) and m.weight.shape[0] > 1
                and n.startswith(prefixes) and id(m) not in fixed)
+
+
+def input_layers(model: Model, layers: list[int]) -> list[int]:
+    """The layers that feed `layers` (for a family with no channels of its own, e.g. ECA: its neighbours)."""
+    n = len(model.model)
+    return sorted({(j if j >= 0 else model.model[i].i + j) % n for i in layers
+                   for j in ([model.model[i].f] if isinstance(model.model[i].f, int) else model.model[i].f)})
 
 
 def prune(model: Model, method: str, speedup: float = 2.0, max_steps: int = 15):
