@@ -258,6 +258,20 @@ class FixedSplitPruner(ops.SplitPruner):
     prune_in_channels = prune_out_channels
 
 
+class _EveryPieceMapping:
+    """Into a split of equal pieces: channel j of any piece is channel j of every piece."""
+
+    def __init__(self, op):
+        self.op = op
+
+    def __call__(self, idxs):
+        size, n = self.op.piece_sizes[0], len(self.op.piece_sizes)
+        local = {}
+        for i in idxs:
+            local.setdefault(i.idx % size, i.root_idx)
+        return [_helpers._HybridIndex(idx=j + k * size, root_idx=r) for k in range(n) for j, r in local.items()]
+
+
 class _PiecewiseSplitOp(ops._SplitOp):
     """A traced split whose per-output `split_sizes` and `offsets` (read by Torch-Pruning's shape inference by
     output position) always follow its `piece_sizes`; upstream's writes to them are ignored."""
@@ -395,6 +409,11 @@ class FixedDependencyGraph(tp.DependencyGraph):
             back = [d for d in out.dependencies if d.target is node]
             for dep, k in zip(back, ks):
                 dep.index_mapping[0] = _PieceMapping(op, k, reverse=True)
+        if op.equal_pieces:  # channels entering the split go from every piece at once
+            for src in node.inputs:
+                for dep in src.dependencies:
+                    if dep.target is node:
+                        dep.index_mapping[0] = _EveryPieceMapping(op)
         node.enable_index_mapping = False  # Torch-Pruning would overwrite our ranges by output position
         op.__class__ = _PiecewiseSplitOp
 
