@@ -187,6 +187,24 @@ class DecoupledDetect(Detect):
         pass
 
 
+@register_module()
+class DeformConvBlock(nn.Module):
+    """DCNv2 as mmcv-style forks write it: one conv predicts offsets (2*k*k) and mask (k*k), sliced apart;
+    then torchvision's DeformConv2d, BatchNorm and SiLU; replaces a Conv(c1, c2, 3)."""
+
+    def __init__(self, c1, c2, k=3):
+        from torchvision.ops import DeformConv2d
+        super().__init__()
+        self.kk = k * k
+        self.conv_offset = nn.Conv2d(c1, 3 * k * k, k, 1, k // 2)
+        self.dcn = DeformConv2d(c1, c2, k, 1, k // 2, bias=False)
+        self.bn, self.act = nn.BatchNorm2d(c2), nn.SiLU()
+
+    def forward(self, x):
+        om = self.conv_offset(x)
+        return self.act(self.bn(self.dcn(x, om[:, :2 * self.kk], om[:, 2 * self.kk:].sigmoid())))
+
+
 # ---- where each family goes in the tiny yolov5 / yolov7 layer lists --------------------------------------
 # v5: layer 4 (C3 at 32 channels) is replaced; v7: layer 10 (a 3x3 conv at 32 channels in and out).
 def place(cfg: dict, family: str, module: str, args=None) -> dict:

@@ -176,3 +176,20 @@ def test_pagcp_prunes_the_family(module, family):
     assert share_pruned(before, conv_channels(res.model), prefix) > 0, [r.row() for r in res.rounds[0].layers]
     with torch.no_grad():
         res.model.eval()(image(2))
+
+
+@pytest.mark.parametrize("family", ["v5", "v7"])
+def test_deformable_conv_channels_are_pruned_and_its_offsets_kept_whole(family):
+    model = build(family, "DeformConvBlock")
+    block = model.model[ROW[family]]
+    guard = find_unprunable(model, image(), "lamp")
+    entry = [s for s in guard.skipped if s["module"] == f"model.{ROW[family]}.conv_offset"]
+    assert entry and "offsets and mask" in entry[0]["reason"] and "kept whole" in entry[0]["reason"]
+    assert [s for s in guard.skipped if s is not entry[0]] == []
+    c_in, c_out = block.dcn.in_channels, block.dcn.out_channels
+    prune_to_target(model, image(), "lamp", 1.5, imgsz=IMGSZ, max_steps=10, measure=False, guard=guard)
+    assert block.dcn.out_channels < c_out and block.dcn.in_channels < c_in
+    assert block.conv_offset.out_channels == 27 and block.conv_offset.in_channels == block.dcn.in_channels
+    assert block.dcn.weight.shape[:2] == (block.dcn.out_channels, block.dcn.in_channels)
+    pred, _ = model.eval()(image(2))
+    assert torch.isfinite(pred).all()

@@ -24,10 +24,11 @@ import torch.nn as nn
 import torch_pruning as tp
 
 from ..core.errors import PruningError
+from .custom_pruners import customized_pruners
 from .graph import implicit_parameters, layer_index
 from .methods import get_method
 from .runcheck import check_runs, hint_for
-from .tp_fixes import FixedDependencyGraph, prepare_model_for_pruning
+from .tp_fixes import DEFAULT_ROOT_MODULE_TYPES, FixedDependencyGraph, prepare_model_for_pruning
 
 LOGGER = logging.getLogger("yolocompress")
 _CONV = (nn.Conv2d,)
@@ -126,9 +127,16 @@ def tracing_options(model: nn.Module, opaque=()) -> dict:
     """`unwrapped`, `customized_pruners` and `forward_fn` for `build_pruner` / `build_graph` on `model`."""
     modules = dict(model.named_modules())
     opts = {"unwrapped": implicit_parameters(model)}
+    kinds = {type(m) for m in modules.values()}
+    custom = {t: p for t, p in customized_pruners().items() if t in kinds}
     if opaque:
-        opts["customized_pruners"] = {type(modules[n]): _OpaquePruner() for n in opaque}
+        custom.update({type(modules[n]): _OpaquePruner() for n in opaque})
         opts["forward_fn"] = _ForwardWithBlackBoxes(opaque)
+    if custom:
+        opts["customized_pruners"] = custom
+    roots = tuple(t for t in customized_pruners() if t in kinds)
+    if roots:  # deformable convs are pruned as roots too (their output channels)
+        opts["root_module_types"] = list(DEFAULT_ROOT_MODULE_TYPES) + list(roots)
     return opts
 
 
@@ -206,7 +214,7 @@ def _trial(model, x, roots: list[str], opaque, ref_shapes, round_to=None) -> str
             root = modules[name]
             idxs = _probe_idxs(dg.get_out_channels(root), round_to)
             if idxs:
-                dg.get_pruning_group(root, tp.prune_conv_out_channels, idxs).prune()
+                dg.get_pruning_group(root, dg.get_pruner_of_module(root).prune_out_channels, idxs).prune()
     except Exception as e:
         return f"pruning fails: {_short(e)}"
     try:
@@ -266,6 +274,24 @@ def prediction_convs(model: nn.Module, dg) -> list[nn.Module]:
             stack.extend(n.outputs)
         if not feeds:
             found.append(conv)
+    return found
+
+
+def offset_convs(dg) -> list[tuple[nn.Module, nn.Module]]:
+    """(conv, deformable layer) for every conv that predicts the offsets or mask of a deformable conv: the
+    layers with weights found walking back from its extra inputs (tp_fixes cut them from the features)."""
+    found = []
+    for node in dg.module2node.values():
+        stack, seen = list(getattr(node, "fixed_inputs", ())), set()
+        while stack:
+            n = stack.pop()
+            if id(n) in seen:
+                continue
+            seen.add(id(n))
+            if isinstance(n.module, nn.Module) and any(True for _ in n.module.parameters(recurse=False)):
+                found.append((n.module, node.module))
+            else:
+                stack.extend(n.inputs)
     return found
 
 
@@ -336,9 +362,18 @@ def find_unprunable(model: nn.Module, example_inputs, method=None, round_to: int
             raise PruningError(f"Torch-Pruning cannot trace the model even with layers {', '.join(opaque)} kept "
                                f"whole ({_short(e)}); report the model yaml") from e
     ignored += [c for c in prediction_convs(model, dg) if not any(c is m for m in ignored)]
+    for conv, owner in offset_convs(dg):
+        if not any(conv is m for m in ignored):
+            ignored.append(conv)
+            name = dg._module2name[conv]
+            skipped.append({"layer": layer_index(name), "module": name, "holds": [name],
+                            "reason": f"its outputs are the offsets and mask of {dg._module2name[owner]} "
+                                      f"({type(owner).__name__}: 2*k*k + k*k channels fixed by the kernel size); "
+                                      "its output channels are kept whole"})
     blackboxes = {dict(model.named_modules())[n] for n in opaque}
     excluded = [m for layer in ignored for m in layer.modules()]
-    groups = list(dg.get_all_groups(ignored_layers=excluded, root_module_types=_CONV))
+    groups = list(dg.get_all_groups(ignored_layers=excluded,
+                                    root_module_types=_CONV + tuple(t for t in customized_pruners())))
     reasons: dict[str, str] = {}
     for group in groups:
         touched = [d.target.module for d, _ in group if d.target.module in blackboxes]

@@ -438,6 +438,8 @@ def cut_channel_free_edges(module2node, shapes) -> int:
     not tie the feature channels. Returns how many edges were cut."""
     cut = 0
     for node in list(module2node.values()):
+        if node.type == ops.OPTYPE.CUSTOMIZED and hasattr(node.module, "in_channels") and len(node.inputs) > 1:
+            cut += _keep_feature_input(node, shapes)
         if node.type != ops.OPTYPE.ELEMENTWISE:
             continue
         c_out = _channels(shapes.get(node.grad_fn))
@@ -450,3 +452,18 @@ def cut_channel_free_edges(module2node, shapes) -> int:
                 src.outputs = [n for n in src.outputs if n is not node]
                 cut += 1
     return cut
+
+
+def _keep_feature_input(node, shapes) -> int:
+    """A layer with extra tensor inputs (DeformConv2d's offsets and mask): only its first input with
+    `in_channels` channels carries the features; the others are cut and remembered as `node.fixed_inputs`."""
+    n_in = node.module.in_channels
+    feature = next((src for src in node.inputs if _channels(_shape_of(src, shapes)) == n_in), None)
+    if feature is None:
+        return 0
+    others = [src for src in node.inputs if src is not feature]
+    node.fixed_inputs = others
+    for src in others:
+        src.outputs = [n for n in src.outputs if n is not node]
+    node.inputs = [feature]
+    return len(others)
