@@ -62,7 +62,7 @@ class TraceRecorder(TorchFunctionMode):
         for t in (out if isinstance(out, (tuple, list)) else (out,)):
             if isinstance(t, torch.Tensor) and t.grad_fn is not None:
                 self.shapes.setdefault(t.grad_fn, tuple(t.shape))
-        if func is torch.cat and isinstance(out, torch.Tensor) and out.grad_fn is not None:
+        if func is torch.cat and isinstance(out, torch.Tensor) and out.grad_fn is not None and out.dim() >= 2:
             dim = kwargs.get("dim", args[1] if len(args) > 1 else 0)
             if dim in (1, 1 - out.dim()):
                 self.cat_sizes[out.grad_fn] = [int(t.shape[1]) for t in args[0]

@@ -134,10 +134,19 @@ def tracing_options(model: nn.Module, opaque=()) -> dict:
         opts["forward_fn"] = _ForwardWithBlackBoxes(opaque)
     if custom:
         opts["customized_pruners"] = custom
+    heads = attention_heads(model)
+    if heads:
+        opts["out_channel_groups"] = heads
     roots = tuple(t for t in customized_pruners() if t in kinds)
     if roots:  # deformable convs are pruned as roots too (their output channels)
         opts["root_module_types"] = list(DEFAULT_ROOT_MODULE_TYPES) + list(roots)
     return opts
+
+
+def attention_heads(model: nn.Module) -> dict:
+    """Each attention layer with its head count: its width is pruned a head-dimension at a time, in every head
+    at once, so `embed_dim % num_heads` holds (Torch-Pruning's channel groups)."""
+    return {m: m.num_heads for m in model.modules() if isinstance(m, nn.MultiheadAttention) and m.num_heads > 1}
 
 
 def build_graph(model: nn.Module, example_inputs, opaque=()) -> tp.DependencyGraph:
@@ -209,10 +218,16 @@ def _trial(model, x, roots: list[str], opaque, ref_shapes, round_to=None) -> str
     except Exception as e:
         return f"dependency graph fails on a copy: {_short(e)}"
     modules = dict(m.named_modules())
+    heads = attention_heads(m)
     try:
         for name in roots:
             root = modules[name]
             idxs = _probe_idxs(dg.get_out_channels(root), round_to)
+            group = dg.get_pruning_group(root, dg.get_pruner_of_module(root).prune_out_channels, idxs[:1])
+            h = max((heads.get(dep.target.module, 1) for dep, _ in group), default=1)
+            if h > 1:  # one channel of every head, as the pruner removes them
+                n = dg.get_out_channels(root)
+                idxs = [k * (n // h) for k in range(h)] if n and n > h else []
             if idxs:
                 dg.get_pruning_group(root, dg.get_pruner_of_module(root).prune_out_channels, idxs).prune()
     except Exception as e:

@@ -18,6 +18,8 @@ _HINTS = (
      "write torch.cat instead"),
     ("expected input", "a channel count fixed in its code or arguments; derive it from the input "
      "(x.shape[1]) or from its own layers"),
+    ("is invalid for input of size", "a reshape to a channel count it stored (e.g. reshape(b, self.c2, w, h)); "
+     "write -1 there or take the count from the tensor"),
     ("split_with_sizes expects split_sizes", "split sizes kept as Python ints; declare them with "
      "register_module(split_sizes=...) (docs/custom-modules.md)"),
 )

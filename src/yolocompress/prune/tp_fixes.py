@@ -349,7 +349,7 @@ class FixedDependencyGraph(tp.DependencyGraph):
     def _build_dependency(self, module2node):
         recorder = getattr(self, "_recorder", None)
         if recorder is not None:
-            cut_channel_free_edges(module2node, recorder.shapes)
+            cut_channel_free_edges(module2node, recorder.shapes, self._batch)
             self._size_concats(module2node.values())
         super()._build_dependency(module2node)
         for node in module2node.values():
@@ -360,6 +360,8 @@ class FixedDependencyGraph(tp.DependencyGraph):
         from .declared import TraceRecorder, split_size_owners
         recorder = TraceRecorder(split_size_owners(model))
         self._split_owners, self._recorder = recorder.found, recorder
+        first = example_inputs[0] if isinstance(example_inputs, (list, tuple)) else example_inputs
+        self._batch = int(first.shape[0]) if isinstance(first, torch.Tensor) and first.dim() else None
         run = forward_fn or (lambda m, x: m(*x) if isinstance(x, (list, tuple)) else m(x))
 
         def traced(m, x):
@@ -380,8 +382,12 @@ class FixedDependencyGraph(tp.DependencyGraph):
                 node.module.concat_sizes = list(seen) if seen and len(seen) == len(node.inputs) else None
 
     def _map_pieces(self, node) -> None:
+        shape = getattr(node.grad_fn, "_saved_self_sym_sizes", None)
+        dim = getattr(node.grad_fn, "_saved_dim", 1)
+        if shape is None or len(shape) < 2 or dim not in (1, 1 - len(shape)):
+            return  # not a split along the channels: Torch-Pruning's own handling
         pieces = _chunk_sizes(node.grad_fn)
-        if pieces is None or getattr(node.grad_fn, "_saved_dim", 1) not in (1, -3):
+        if pieces is None:
             return
         seen: dict = {}
         output_pieces = []
@@ -429,24 +435,29 @@ def _shape_of(node, shapes):
     return shapes.get(node.grad_fn)
 
 
-def cut_channel_free_edges(module2node, shapes) -> int:
+def cut_channel_free_edges(module2node, shapes, batch: int | None = None) -> int:
     """Defect j: Torch-Pruning treats every operator it does not know as element-wise and couples the channels
     of all its inputs and its output by index. That is wrong where one side has no channels to share: a
     scalar or 1-D weight (BiFPN's per-input weights), a 1-channel map broadcast over C channels (CBAM's
     spatial attention, `x * att`), or a reduction of C channels to 1 (a channel mean or max, ECA's transpose
     of the pooled channels into a sequence). Those edges are cut, so the tiny convolutions on such maps do
-    not tie the feature channels. Returns how many edges were cut."""
+    not tie the feature channels. Only batch-first tensors (dim 0 = `batch`) are read as channel-first, so a
+    sequence laid out (positions, batch, channels) for attention keeps its edges. Returns how many were cut."""
     cut = 0
     for node in list(module2node.values()):
         if node.type == ops.OPTYPE.CUSTOMIZED and hasattr(node.module, "in_channels") and len(node.inputs) > 1:
             cut += _keep_feature_input(node, shapes)
         if node.type != ops.OPTYPE.ELEMENTWISE:
             continue
-        c_out = _channels(shapes.get(node.grad_fn))
+        out_shape = shapes.get(node.grad_fn)
+        c_out = _channels(out_shape)
         for src in list(node.inputs):
-            c_in = _channels(_shape_of(src, shapes))
-            if c_out is None or c_in is None and _shape_of(src, shapes) is None:
+            in_shape = _shape_of(src, shapes)
+            c_in = _channels(in_shape)
+            if c_out is None or in_shape is None:
                 continue  # shapes unknown: leave Torch-Pruning's edge
+            if c_in is not None and batch is not None and (in_shape[0] != batch or out_shape[0] != batch):
+                continue  # not batch-first: dim 1 is not the channels
             if c_in is None or (c_in == 1) != (c_out == 1):
                 node.inputs = [n for n in node.inputs if n is not src]
                 src.outputs = [n for n in src.outputs if n is not node]
