@@ -84,3 +84,58 @@ def test_exporter_failure_is_one_line_and_leaves_no_file(tmp_path, monkeypatch):
 def test_half_export_on_cuda(tmp_path):
     path = export_onnx(small_model("yolov5n"), tmp_path / "h.onnx", imgsz=SIZE, half=True, device="0")
     assert onnx.load(str(path)).graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
+
+
+def test_opset_defaults_to_19_for_deform_conv_and_rejects_lower():
+    from torchvision.ops import DeformConv2d
+    from yolocompress.models.export import choose_opset
+
+    plain, deform = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3)), torch.nn.Sequential(DeformConv2d(3, 4, 3))
+    assert choose_opset(plain, None) == 17 and choose_opset(plain, 12) == 12
+    assert choose_opset(deform, None) == 19 and choose_opset(deform, 20) == 20
+    with pytest.raises(ConfigError, match=r"0 is a DeformConv2d, which ONNX expresses \(as DeformConv\) from opset "
+                                          r"19; use --opset 19 or 20 \(or leave --opset unset\), not 17"):
+        choose_opset(deform, 17)
+
+
+def test_deform_conv_exports_as_onnx_deformconv_with_parity(tmp_path):
+    from torchvision.ops import DeformConv2d
+
+    class DCN(torch.nn.Module):  # offsets and mask from a conv with non-zero weights: the sampling really moves
+        def __init__(self):
+            super().__init__()
+            self.offset = torch.nn.Conv2d(3, 27, 3, 2, 1)
+            self.dcn = DeformConv2d(3, 5, 3, 2, 1)
+
+        def forward(self, x):
+            o1, o2, mask = self.offset(x).chunk(3, 1)
+            return [self.dcn(x, torch.cat((o1, o2), 1), mask.sigmoid())]
+
+    model = DCN().eval()
+    path = tmp_path / "dcn.onnx"
+    torch.onnx.export(model, (image(),), str(path), opset_version=19, dynamo=False, input_names=["images"],
+                      output_names=["output0"])
+    assert "DeformConv" in [n.op_type for n in onnx.load(str(path)).graph.node]
+    with torch.no_grad():
+        expected = model(image())[0]
+    torch.testing.assert_close(torch.from_numpy(run_onnx(path, image())), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_a_runtime_without_the_operator_gives_one_line(tmp_path, monkeypatch):
+    from yolocompress.models import export as export_module
+
+    def no_kernel(*args, **kwargs):
+        raise RuntimeError("[ONNXRuntimeError] : 9 : NOT_IMPLEMENTED : Could not find an implementation for "
+                           "DeformConv(19) node with name '/model.5/dcn/DeformConv'")
+
+    monkeypatch.setattr(export_module, "check_onnx", no_kernel)
+    diff, reason = export_module.parity_or_reason(tmp_path / "m.onnx", small_model("yolov5n"), 64)
+    assert diff is None and "\n" not in reason
+    assert "has no kernel for DeformConv(19): m.onnx is valid ONNX" in reason and "not checked" in reason
+
+    def other_failure(*args, **kwargs):
+        raise RuntimeError("shape mismatch")
+
+    monkeypatch.setattr(export_module, "check_onnx", other_failure)
+    with pytest.raises(RuntimeError, match="shape mismatch"):  # only a missing kernel is excused
+        export_module.parity_or_reason(tmp_path / "m.onnx", small_model("yolov5n"), 64)

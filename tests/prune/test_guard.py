@@ -9,6 +9,7 @@ import torch_pruning as tp
 from yolocompress.models.builder import Model
 from yolocompress.models.heads import ImplicitA, ImplicitM
 from yolocompress.models.registry import load_user_modules
+from yolocompress.prune import guard as guard_module
 from yolocompress.prune.guard import build_graph, find_unprunable, implicit_parameters
 from yolocompress.prune.speedup import conv_channels, prune_to_target
 
@@ -44,7 +45,9 @@ def test_implicit_parameters_are_declared_along_the_channel_dim():
     assert set(found.values()) == {1}
 
 
-def test_a_user_module_torch_pruning_cannot_trace_is_kept_whole_and_pruning_goes_on(user_modules):
+def test_a_user_module_torch_pruning_cannot_trace_is_kept_whole_and_pruning_goes_on(user_modules, monkeypatch):
+    """The fallback, shown with upstream's graph (our repaired one traces ChunkTranspose: see the next test)."""
+    monkeypatch.setattr(guard_module, "FixedDependencyGraph", tp.DependencyGraph)
     cfg = v5_cfg()
     cfg["backbone"][2] = [-1, 1, "ChunkTranspose", [128]]  # layer 2, the user file's module
     torch.manual_seed(0)
@@ -65,6 +68,9 @@ def test_a_user_module_torch_pruning_cannot_trace_is_kept_whole_and_pruning_goes
     out = prune_to_target(model, image(), "l1", 1.5, imgsz=IMGSZ, max_steps=20, measure=False, guard=guard)
     assert out.reached and out.speedup_gflops >= 1.5
     assert out.skipped == guard.skipped
+    assert by_module["model.2"]["holds"] == ["model.2.cv1.conv", "model.2.cv1.bn", "model.2.cv2.conv", "model.2.cv2.bn"]
+    # the black box's convs and the conv feeding it are out of reach: less than all of the GFLOPs
+    assert 0.5 < out.prunable_gflops_share < 1.0 and out.conv_layers_pruned < out.conv_layers
     after = conv_channels(model)
     kept = [n for n in before if n.startswith(("model.1.", "model.2."))]
     assert kept and all(after[n] == before[n] for n in kept)
@@ -73,13 +79,28 @@ def test_a_user_module_torch_pruning_cannot_trace_is_kept_whole_and_pruning_goes
     assert pred.shape[0] == 2 and torch.isfinite(pred).all()
 
 
+@pytest.mark.parametrize("module, row, c2", [("ChunkTranspose", 2, 128), ("ChunkAdd", 4, 256)])
+def test_chunk_modules_upstream_cannot_follow_are_pruned(user_modules, module, row, c2):
+    """Upstream's graph fails to trace ChunkTranspose and maps ChunkAdd's channels past its layer; the
+    repaired split mapping (tp_fixes, defect i) follows both."""
+    cfg = v5_cfg()
+    cfg["backbone"][row] = [-1, 1, module, [c2]]
+    torch.manual_seed(0)
+    model = Model(cfg).eval()
+    guard = find_unprunable(model, image(), "l1")
+    assert guard.skipped == [] and guard.opaque == []
+    c = model.model[row].cv1.conv.out_channels
+    prune_to_target(model, image(), "l1", 1.5, imgsz=IMGSZ, max_steps=20, measure=False, guard=guard)
+    assert model.model[row].cv1.conv.out_channels < c
+    model.eval()(image())
+
+
 @pytest.mark.parametrize("module, reason", [
-    ("ChunkAdd", "Torch-Pruning maps its channels past the 32 of model.4.cv1.conv"),
     ("ChannelShuffle", "the forward pass fails after pruning: RuntimeError"),
 ])
 @pytest.mark.parametrize("method", ["l1", None])
 def test_a_group_that_breaks_the_model_is_skipped(user_modules, module, reason, method):
-    """These user modules trace, but pruning the conv in front of their chunk/view breaks them: that group
+    """This user module traces, but pruning the conv in front of its view breaks it: that group
     (only) is skipped, whatever the method, and pruning reaches its target on the rest."""
     cfg = v5_cfg()
     cfg["backbone"][4] = [-1, 1, module, [256]]

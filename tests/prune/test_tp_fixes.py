@@ -241,3 +241,102 @@ def test_regularizer_groups_follow_step(upstream, ours, imp_cls, kwargs):
                 pruner.regularize(model)
         else:
             assert regularize(pruner, model, 1e-3) is True
+
+
+# i. split/chunk: pieces mapped per consumer, offsets stale after the first step
+class _C2fNet(torch.nn.Module):
+    """YOLOv8's C2f pattern on tiny convs: chunk(2), the last piece feeds a residual block and the concat."""
+
+    def __init__(self):
+        super().__init__()
+        conv = lambda c1, c2, k=1: torch.nn.Sequential(torch.nn.Conv2d(c1, c2, k, 1, k // 2, bias=False),
+                                                        torch.nn.BatchNorm2d(c2), torch.nn.SiLU())
+        self.stem, self.cv1 = conv(3, 16, 3), conv(16, 32)
+        self.m1, self.m2 = conv(16, 16, 3), conv(16, 16, 3)
+        self.cv2, self.head = conv(48, 32), torch.nn.Conv2d(32, 4, 1)
+
+    def forward(self, x):
+        y = list(self.cv1(self.stem(x)).chunk(2, 1))
+        y.append(y[-1] + self.m2(self.m1(y[-1])))
+        return self.head(self.cv2(torch.cat(y, 1)))
+
+
+def _c2f_prunes_over_steps(pruner_cls, graph_cls):
+    torch.manual_seed(0)
+    model, x = _C2fNet().eval(), torch.randn(1, 3, 16, 16)
+    dg = graph_cls().build_dependency(model, x)
+    ok = True
+    for _ in range(3):  # a few channels of the residual block's output, step after step
+        group = dg.get_pruning_group(model.m2[0], tp.prune_conv_out_channels, [0, 1])
+        for dep, idxs in group:
+            n = dg.get_out_channels(dep.target.module) if dg.is_out_channel_pruning_fn(dep.handler) else \
+                dg.get_in_channels(dep.target.module) if dg.is_in_channel_pruning_fn(dep.handler) else None
+            ok &= n is None or max(idxs) < n
+        try:
+            group.prune()
+            model(x)
+        except Exception:
+            return False
+    pruner = pruner_cls(model, x, imp.MagnitudeImportance(p=2), pruning_ratio=0.5, iterative_steps=3,
+                        ignored_layers=[model.head])
+    try:
+        for _ in range(3):
+            pruner.step()
+            model(x)
+    except Exception:
+        return False
+    return ok and model.cv1[0].out_channels < 32 - 6 and model.cv1[0].out_channels % 2 == 0
+
+
+def test_i_split_pieces_follow_their_consumers_and_every_step():
+    assert not _c2f_prunes_over_steps(tp.pruner.BasePruner, tp.DependencyGraph)
+    assert _c2f_prunes_over_steps(fx.FixedBasePruner, fx.FixedDependencyGraph)
+
+
+def test_i_the_fixed_graph_is_used_only_while_a_pruner_is_built():
+    model, x = make()
+    pruner = fx.FixedBasePruner(model, x, imp.MagnitudeImportance(), ignored_layers=[model.head])
+    assert type(pruner.DG) is fx.FixedDependencyGraph
+    assert tp.dependency.DependencyGraph is tp.DependencyGraph
+    assert type(tp.pruner.BasePruner(model, x, imp.MagnitudeImportance(), ignored_layers=[model.head]).DG) \
+        is tp.DependencyGraph
+
+
+# j. channel-free edges (broadcast maps, channel reductions, scalar weights) coupled by index
+class _AttentionNet(torch.nn.Module):
+    """A conv, a channel-mean spatial attention (CBAM), an ECA Conv1d and a BiFPN-style weighted add."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = torch.nn.Conv2d(3, 16, 3, padding=1), torch.nn.Conv2d(3, 16, 3, padding=1)
+        self.spatial = torch.nn.Conv2d(1, 1, 3, padding=1)
+        self.eca = torch.nn.Conv1d(1, 1, 3, padding=1, bias=False)
+        self.w = torch.nn.Parameter(torch.ones(2))
+        self.head = torch.nn.Conv2d(16, 4, 1)
+
+    def forward(self, x):
+        a = self.a(x)
+        a = a * self.spatial(a.mean(1, keepdim=True)).sigmoid()
+        y = self.eca(a.mean((2, 3), keepdim=True).squeeze(-1).transpose(-1, -2)).transpose(-1, -2).unsqueeze(-1)
+        a = a * y.sigmoid()
+        w = self.w / (self.w.sum() + 1e-4)
+        return self.head(w[0] * a + w[1] * self.b(x))
+
+
+def _attention_net_prunes(graph_cls):
+    torch.manual_seed(0)
+    model, x = _AttentionNet().eval(), torch.randn(1, 3, 8, 8)
+    dg = graph_cls().build_dependency(model, x)
+    group = dg.get_pruning_group(model.a, tp.prune_conv_out_channels, [0, 7, 15])
+    for dep, idxs in group:
+        n = dg.get_out_channels(dep.target.module) if dg.is_out_channel_pruning_fn(dep.handler) else \
+            dg.get_in_channels(dep.target.module) if dg.is_in_channel_pruning_fn(dep.handler) else None
+        if n is not None and max(idxs) >= n:
+            return False
+    group.prune()
+    return model(x).shape == (1, 4, 8, 8) and model.b.out_channels == 13 and model.w.shape == (2,)
+
+
+def test_j_channel_free_edges_do_not_tie_the_feature_channels():
+    assert not _attention_net_prunes(tp.DependencyGraph)
+    assert _attention_net_prunes(fx.FixedDependencyGraph)

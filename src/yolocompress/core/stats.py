@@ -1,37 +1,114 @@
 """The one way numbers about a model are measured: parameters, GFLOPs, file size and latency.
 
 GFLOPs follow the official model summaries (thop's rules at a stride-sized input, scaled to the image size):
-2 x (conv multiply-accumulates + 4 x BatchNorm output elements (thop counts an affine norm twice) +
-linear MACs); activations, pooling and upsampling count nothing. This reproduces the official summaries
-(yolov5n 4.6, yolov5s 16.6, yolov7-tiny 13.9 GFLOPs at 640).
+2 x multiply-accumulates (MACs), where
+- a convolution (Conv1d/2d/3d, and torchvision's DeformConv2d as the convolution it is; the conv that
+  predicts its offsets and mask is an ordinary Conv2d and counts as one) costs output elements x
+  (input channels / groups x kernel size); a transposed convolution input elements x (output channels /
+  groups x kernel size);
+- a norm layer (BatchNorm, GroupNorm, LayerNorm, InstanceNorm) 4 x its output elements when affine, else 2
+  (thop counts an affine norm twice);
+- a Linear output elements x input features;
+- attention by one rule, whichever way it is written: `nn.MultiheadAttention` costs its q, k, v and output
+  projections plus q.k (L x S x E) and attn.v (L x S x E) per batch; a matmul written out in `forward`
+  (`torch.matmul`, `@`, `bmm`, `baddbmm`, `mm`, `addmm`, `einsum` without `...`,
+  `scaled_dot_product_attention`) output elements x the contracted size;
+- activations, pooling, upsampling, softmax, scaling and elementwise adds or products count nothing.
+This reproduces the official summaries (yolov5n 4.6, yolov5s 16.6, yolov7-tiny 13.9 GFLOPs at 640).
+A module that owns weights none of these rules reads is not silently zero: `uncounted_modules` names it
+(`info` and the pruning report print it). Per-channel or scalar weights (one value per channel, e.g.
+YOLOv7's implicit knowledge or BiFPN's fusion weights) are elementwise scales and shifts, zero by the rule.
 """
 from __future__ import annotations
 
 import copy
+import math
 import statistics
 import time
 from pathlib import Path
 
 import torch
 import torch.nn as nn
+from torch.overrides import TorchFunctionMode
 
 from .device import select_device
+
+try:  # torchvision is a dependency of the project, but the counter works without it
+    from torchvision.ops import DeformConv2d
+except ImportError:  # pragma: no cover
+    DeformConv2d = ()
+
+_NORMS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm, nn.modules.instancenorm._InstanceNorm)
+_CONVS = (nn.modules.conv._ConvNd,) + ((DeformConv2d,) if DeformConv2d else ())
+COUNTED_TYPES = _CONVS + _NORMS + (nn.Linear, nn.MultiheadAttention)
 
 
 def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def _macs_hook(counter):
-    def hook(m, inputs, out):
-        if isinstance(m, nn.Conv2d):
-            k = m.weight.shape[2] * m.weight.shape[3] * m.in_channels // m.groups
-            counter[0] += out.numel() * k
-        elif isinstance(m, nn.BatchNorm2d):
-            counter[0] += 4 * out.numel() if m.affine else 2 * out.numel()
-        elif isinstance(m, nn.Linear):
-            counter[0] += out.numel() * m.in_features
-    return hook
+def _module_macs(m: nn.Module, args: tuple, kwargs: dict, out) -> int:
+    if isinstance(m, nn.MultiheadAttention):
+        return _attention_macs(m, args, kwargs)
+    if isinstance(m, nn.modules.conv._ConvTransposeNd):
+        return args[0].numel() * math.prod(m.weight.shape[1:])
+    if isinstance(m, _CONVS):
+        return out.numel() * math.prod(m.weight.shape[1:])
+    if isinstance(m, _NORMS):
+        affine = getattr(m, "affine", getattr(m, "elementwise_affine", False))
+        return (4 if affine else 2) * out.numel()
+    if isinstance(m, nn.Linear):
+        return out.numel() * m.in_features
+    return 0
+
+
+def _attention_macs(m: nn.MultiheadAttention, args: tuple, kwargs: dict) -> int:
+    """q, k, v and output projections plus q.k and attn.v: N x (L E^2 + S kdim E + S vdim E + 2 L S E + L E^2)."""
+    q, k = (args[i] if len(args) > i else kwargs[name] for i, name in enumerate(("query", "key")))
+    if q.dim() == 2:  # unbatched [L, E]
+        batch, L, S = 1, q.shape[0], k.shape[0]
+    elif m.batch_first:
+        batch, L, S = q.shape[0], q.shape[1], k.shape[1]
+    else:
+        batch, L, S = q.shape[1], q.shape[0], k.shape[0]
+    E = m.embed_dim
+    return batch * (L * E * E + S * m.kdim * E + S * m.vdim * E + 2 * L * S * E + L * E * E)
+
+
+def _einsum_macs(args) -> int:
+    equation, operands = args[0], args[1:]
+    if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
+        operands = operands[0]
+    inputs = equation.replace(" ", "").split("->")[0].split(",")
+    if "." in equation or len(inputs) != len(operands):
+        return 0
+    sizes = {c: n for term, t in zip(inputs, operands) for c, n in zip(term, t.shape)}
+    return math.prod(sizes.values())
+
+
+class _MatmulCounter(TorchFunctionMode):
+    """Counts the matrix products a module's `forward` writes out (attention as users write it)."""
+
+    def __init__(self, counter: list):
+        super().__init__()
+        self.counter = counter
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        name = getattr(func, "__name__", "")
+        if name in ("matmul", "__matmul__", "mm", "bmm"):
+            self.counter[0] += out.numel() * args[0].shape[-1]
+        elif name == "__rmatmul__":
+            self.counter[0] += out.numel() * args[1].shape[-1]
+        elif name in ("baddbmm", "addmm"):
+            self.counter[0] += out.numel() * args[1].shape[-1]
+        elif name == "einsum":
+            self.counter[0] += _einsum_macs(args)
+        elif name == "scaled_dot_product_attention":
+            q, k, v = args[:3]
+            self.counter[0] += q.numel() // q.shape[-1] * k.shape[-2] * (q.shape[-1] + v.shape[-1])
+        return out
 
 
 @torch.no_grad()
@@ -41,14 +118,39 @@ def count_gflops(model: nn.Module, imgsz: int | tuple = 640, ch: int = 3) -> flo
     stride = max(int(getattr(model, "stride", torch.tensor([32.0])).max()), 32)
     m = copy.deepcopy(model).float().cpu().eval()
     counter = [0]
-    handles = [mod.register_forward_hook(_macs_hook(counter)) for mod in m.modules()
-               if isinstance(mod, (nn.Conv2d, nn.BatchNorm2d, nn.Linear))]
+
+    def hook(mod, args, kwargs, out):
+        counter[0] += _module_macs(mod, args, kwargs, out)
+
+    handles = [mod.register_forward_hook(hook, with_kwargs=True) for mod in m.modules()
+               if isinstance(mod, COUNTED_TYPES)]
     try:
-        m(torch.zeros(1, ch, stride, stride))
+        with _MatmulCounter(counter):
+            m(torch.zeros(1, ch, stride, stride))
     finally:
         for hd in handles:
             hd.remove()
     return 2 * counter[0] / 1e9 * (h / stride) * (w / stride)
+
+
+def _elementwise(p: torch.Tensor) -> bool:
+    """A scalar, one value per input, or one per channel broadcast over the rest ([1, C, 1, 1])."""
+    return sum(d > 1 for d in p.shape) <= 1
+
+
+def uncounted_modules(model: nn.Module) -> list[str]:
+    """'name (Type, N parameters)' of every module whose own weights no counting rule of `count_gflops` reads.
+
+    Modules of a counted type are read; per-channel or scalar weights are elementwise (zero by the rule).
+    Anything else (e.g. a raw `nn.Parameter` convolved with `F.conv2d`, or a type the counter has no rule
+    for) would otherwise count as silently zero."""
+    out = []
+    for name, mod in model.named_modules():
+        own = list(mod.parameters(recurse=False))
+        if not own or isinstance(mod, COUNTED_TYPES) or all(_elementwise(p) for p in own):
+            continue
+        out.append(f"{name} ({type(mod).__name__}, {sum(p.numel() for p in own):,} parameters)")
+    return out
 
 
 def file_size_mb(path) -> float:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..core.errors import ConfigError
 from ..core.options import imgsz_option, modules_option, option, positive_int
-from ..core.stats import model_summary
+from ..core.stats import model_summary, uncounted_modules
 from .builder import Model
 from .checkpoint import load_model
 from .registry import load_user_modules
@@ -34,6 +34,8 @@ class ExportOptions:
     dynamic: bool = option(False, "dynamic batch and image size axes")
     half: bool = option(False, "FP16 model (CUDA only)")
     device: str = option("cpu", "device the model is traced on")
+    opset: int | None = option(None, "ONNX opset, 11..20 (default: 17, or 19 when the model holds a DeformConv2d, "
+                               "which ONNX writes as DeformConv from opset 19)", type=positive_int)
     modules: list = modules_option()
 
 
@@ -66,17 +68,26 @@ def info(opts: InfoOptions) -> dict:
     print(layer_table(model))
     print(f"{name} summary: {s['layers']} layers, {s['params']:,} parameters, {s['gflops']:.1f} GFLOPs at {imgsz}; "
           f"fused: {s['params_fused']:,} parameters, {s['gflops_fused']:.1f} GFLOPs")
-    return {**s, "nc": model.nc, "imgsz": imgsz}
+    uncounted = uncounted_modules(model)
+    if uncounted:
+        print(f"not in the GFLOPs count (weights no counting rule reads, see docs/custom-modules.md): "
+              f"{'; '.join(uncounted)}")
+    return {**s, "nc": model.nc, "imgsz": imgsz, "uncounted": uncounted}
 
 
 def export(opts: ExportOptions) -> dict:
-    from .export import check_onnx, export_onnx
+    """ONNX next to the checkpoint, parity-checked in onnxruntime (fp32) where the runtime can run it."""
+    from .export import choose_opset, export_onnx, parity_or_reason
     if opts.format != "onnx":
         raise ConfigError(f"--format {opts.format}: only onnx is supported")
     model = _model(weights=opts.weights, modules=opts.modules)
     out = Path(opts.weights).with_suffix(".onnx")
+    opset = choose_opset(model, opts.opset)
     export_onnx(model, out, imgsz=opts.imgsz, batch_size=opts.batch_size, dynamic=opts.dynamic, half=opts.half,
-                device=opts.device)
-    diff = None if opts.half else check_onnx(out, model, opts.imgsz, opts.batch_size)
-    print(f"exported {out}" + (f" (onnxruntime vs PyTorch max abs diff {diff:.2e})" if diff is not None else ""))
-    return {"onnx": str(out), "max_abs_diff": diff}
+                device=opts.device, opset=opset)
+    diff, reason = (None, "") if opts.half else parity_or_reason(out, model, opts.imgsz, opts.batch_size)
+    print(f"exported {out} (opset {opset})" + (f" (onnxruntime vs PyTorch max abs diff {diff:.2e})"
+                                               if diff is not None else ""))
+    if reason:
+        print(reason)
+    return {"onnx": str(out), "opset": opset, "max_abs_diff": diff, "parity_skipped": reason or None}

@@ -27,31 +27,59 @@ KINDS = ("channels", "same", "concat", "head", "bn")
 
 @dataclass(frozen=True)
 class ModuleSpec:
+    """How the builder makes a registered module, and what pruning must know that the graph cannot see.
+
+    split_sizes: where the module (or a submodule) keeps the sizes of a `split` along the channels, as
+        `"attr"` (one int for equal pieces, or a tuple/list of sizes), `("attr_a", "attr_b")` (one int per
+        piece), or `{"sub.module.path": one of those}`; pruning rewrites them (docs/custom-modules.md).
+    """
     cls: type
     kind: str
     repeats_as_arg: bool = False
     out_channels: Callable[[int, list], int] | None = None
+    split_sizes: str | tuple | dict | None = None
 
 
 _REGISTRY: dict[str, ModuleSpec] = {}
 
 
 def register_module(name: str | None = None, *, kind: str = "channels", repeats_as_arg: bool = False,
-                    out_channels: Callable[[int, list], int] | None = None):
+                    out_channels: Callable[[int, list], int] | None = None,
+                    split_sizes: str | tuple | dict | None = None):
     """Class decorator: make `cls` usable in model yaml files under `name` (default: the class name).
 
     kind "channels" means the first yaml argument is the output channel count (scaled by width_multiple) and the
     builder passes the input channel count first, as for Conv; kind "same" means channels pass through unchanged.
     `out_channels(c_in, args)` may override the output channel count for any other rule.
+    `split_sizes` names the attribute(s) that hold the sizes of a channel split in forward (see ModuleSpec), so
+    that pruning can follow the split and rewrite them.
     """
     if kind not in KINDS:
         raise ConfigError(f"register_module: kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    _check_split_sizes(split_sizes)
 
     def wrap(cls):
-        _REGISTRY[name or cls.__name__] = ModuleSpec(cls, kind, repeats_as_arg, out_channels)
+        _REGISTRY[name or cls.__name__] = ModuleSpec(cls, kind, repeats_as_arg, out_channels, split_sizes)
         return cls
 
     return wrap
+
+
+def _check_split_sizes(decl) -> None:
+    def attrs_ok(a):
+        return isinstance(a, str) or (isinstance(a, tuple) and a and all(isinstance(x, str) for x in a))
+    if decl is None or attrs_ok(decl):
+        return
+    if isinstance(decl, dict) and all(isinstance(k, str) and attrs_ok(v) for k, v in decl.items()):
+        return
+    raise ConfigError(f"register_module: split_sizes must be an attribute name, a tuple of names, or a dict "
+                      f"{{submodule path: name(s)}}, got {decl!r}")
+
+
+def spec_for_class(cls: type) -> ModuleSpec | None:
+    """The spec under which `cls` was registered (the last one, if several), or None."""
+    found = [s for s in _REGISTRY.values() if s.cls is cls]
+    return found[-1] if found else None
 
 
 def lookup(name: str) -> ModuleSpec:

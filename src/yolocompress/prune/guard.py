@@ -24,9 +24,11 @@ import torch.nn as nn
 import torch_pruning as tp
 
 from ..core.errors import PruningError
+from .custom_pruners import customized_pruners
 from .graph import implicit_parameters, layer_index
 from .methods import get_method
-from .tp_fixes import prepare_model_for_pruning
+from .runcheck import check_runs, hint_for
+from .tp_fixes import DEFAULT_ROOT_MODULE_TYPES, FixedDependencyGraph, prepare_model_for_pruning
 
 LOGGER = logging.getLogger("yolocompress")
 _CONV = (nn.Conv2d,)
@@ -38,10 +40,15 @@ class Unprunable:
 
     opaque: module paths of layers that Torch-Pruning cannot trace; they are traced as black boxes
             (`pruner_options` tells the pruner how).
+    prunable: module paths of the convolutions some prunable group reaches (their in or out channels).
+    convs: module paths of every convolution of the model.
+    Each `skipped` entry is `{layer, module, reason, holds}`; `holds` lists every layer its group keeps whole.
     """
     ignored_layers: list[nn.Module]
     skipped: list[dict]
     opaque: list[str] = field(default_factory=list)
+    prunable: set = field(default_factory=set)
+    convs: list = field(default_factory=list)
 
     def __iter__(self):
         return iter((self.ignored_layers, self.skipped))
@@ -120,16 +127,32 @@ def tracing_options(model: nn.Module, opaque=()) -> dict:
     """`unwrapped`, `customized_pruners` and `forward_fn` for `build_pruner` / `build_graph` on `model`."""
     modules = dict(model.named_modules())
     opts = {"unwrapped": implicit_parameters(model)}
+    kinds = {type(m) for m in modules.values()}
+    custom = {t: p for t, p in customized_pruners().items() if t in kinds}
     if opaque:
-        opts["customized_pruners"] = {type(modules[n]): _OpaquePruner() for n in opaque}
+        custom.update({type(modules[n]): _OpaquePruner() for n in opaque})
         opts["forward_fn"] = _ForwardWithBlackBoxes(opaque)
+    if custom:
+        opts["customized_pruners"] = custom
+    heads = attention_heads(model)
+    if heads:
+        opts["out_channel_groups"] = heads
+    roots = tuple(t for t in customized_pruners() if t in kinds)
+    if roots:  # deformable convs are pruned as roots too (their output channels)
+        opts["root_module_types"] = list(DEFAULT_ROOT_MODULE_TYPES) + list(roots)
     return opts
+
+
+def attention_heads(model: nn.Module) -> dict:
+    """Each attention layer with its head count: its width is pruned a head-dimension at a time, in every head
+    at once, so `embed_dim % num_heads` holds (Torch-Pruning's channel groups)."""
+    return {m: m.num_heads for m in model.modules() if isinstance(m, nn.MultiheadAttention) and m.num_heads > 1}
 
 
 def build_graph(model: nn.Module, example_inputs, opaque=()) -> tp.DependencyGraph:
     """The dependency graph of `model`, with our implicit parameters and black-box layers."""
     opts = tracing_options(model, opaque)
-    return tp.DependencyGraph().build_dependency(
+    return FixedDependencyGraph().build_dependency(
         model, example_inputs, unwrapped_parameters=list(opts["unwrapped"].items()),
         customized_pruners=opts.get("customized_pruners"), forward_fn=opts.get("forward_fn"))
 
@@ -169,20 +192,24 @@ def _untraceable_layers(model: nn.Module, x) -> dict[str, str]:
         x_in = [t.clone().requires_grad_(True) for t in x_in] if isinstance(x_in, (list, tuple)) \
             else x_in.clone().requires_grad_(True)
         try:
-            tp.DependencyGraph().build_dependency(copy.deepcopy(layer), x_in, forward_fn=lambda m, a: m(a))
+            FixedDependencyGraph().build_dependency(copy.deepcopy(layer), x_in, forward_fn=lambda m, a: m(a))
         except Exception as e:  # any failure inside Torch-Pruning's tracer means: keep this layer whole
             found[f"model.{layer.i}"] = _short(e)
     return found
 
 
-def _probe_idxs(n: int | None) -> list[int]:
-    """A few channels spread over the layer: first, middle, last (an odd count breaks chunk(2) users)."""
+def _probe_idxs(n: int | None, k: int | None = None) -> list[int]:
+    """`k` channels spread over the layer (3 when no --round-to: first, middle, last; an odd count breaks
+    chunk(2) users), as many as one pruning step removes with --round-to k."""
+    k = k or 3
     if not n or n < 2:
         return []
-    return sorted({0, n // 2, n - 1}) if n >= 4 else [0]
+    if n <= k:
+        return [0]
+    return sorted({round(j * (n - 1) / (k - 1)) for j in range(k)}) if k > 1 else [n // 2]
 
 
-def _trial(model, x, roots: list[str], opaque, ref_shapes) -> str | None:
+def _trial(model, x, roots: list[str], opaque, ref_shapes, round_to=None) -> str | None:
     """Prune a few channels of each root's group on a copy; None if the copy still runs with the same
     output shapes, else the reason."""
     m = copy.deepcopy(model)
@@ -191,12 +218,18 @@ def _trial(model, x, roots: list[str], opaque, ref_shapes) -> str | None:
     except Exception as e:
         return f"dependency graph fails on a copy: {_short(e)}"
     modules = dict(m.named_modules())
+    heads = attention_heads(m)
     try:
         for name in roots:
             root = modules[name]
-            idxs = _probe_idxs(dg.get_out_channels(root))
+            idxs = _probe_idxs(dg.get_out_channels(root), round_to)
+            group = dg.get_pruning_group(root, dg.get_pruner_of_module(root).prune_out_channels, idxs[:1])
+            h = max((heads.get(dep.target.module, 1) for dep, _ in group), default=1)
+            if h > 1:  # one channel of every head, as the pruner removes them
+                n = dg.get_out_channels(root)
+                idxs = [k * (n // h) for k in range(h)] if n and n > h else []
             if idxs:
-                dg.get_pruning_group(root, tp.prune_conv_out_channels, idxs).prune()
+                dg.get_pruning_group(root, dg.get_pruner_of_module(root).prune_out_channels, idxs).prune()
     except Exception as e:
         return f"pruning fails: {_short(e)}"
     try:
@@ -206,17 +239,75 @@ def _trial(model, x, roots: list[str], opaque, ref_shapes) -> str | None:
     return None if shapes == ref_shapes else f"pruning changes the output shapes ({shapes} vs {ref_shapes})"
 
 
-def _failing(model, x, roots, opaque, ref_shapes) -> dict[str, str]:
+def _failing(model, x, roots, opaque, ref_shapes, round_to=None) -> dict[str, str]:
     """Roots whose groups break the model, by bisection (one copy per trial)."""
-    reason = _trial(model, x, roots, opaque, ref_shapes)
+    reason = _trial(model, x, roots, opaque, ref_shapes, round_to)
     if reason is None:
         return {}
     if len(roots) == 1:
-        return {roots[0]: reason}
+        return {roots[0]: _with_hint(reason)}
     half = len(roots) // 2
-    found = {**_failing(model, x, roots[:half], opaque, ref_shapes),
-             **_failing(model, x, roots[half:], opaque, ref_shapes)}
+    found = {**_failing(model, x, roots[:half], opaque, ref_shapes, round_to),
+             **_failing(model, x, roots[half:], opaque, ref_shapes, round_to)}
     return found or {r: f"fails together with other groups: {reason}" for r in roots}
+
+
+def _with_hint(reason: str) -> str:
+    """The reason, with what the user can change when we know it."""
+    hint = hint_for(reason)
+    return f"{reason}; the module makes {hint}" if hint else reason
+
+
+def _held_layers(group, dg) -> list[str]:
+    """The layers with weights a group reaches (the root first), by module path."""
+    names = []
+    for dep, _ in group:
+        target = dep.target.module
+        if isinstance(target, nn.Module) and any(True for _ in target.parameters(recurse=False)):
+            name = dg._module2name.get(target)
+            if name and name not in names:
+                names.append(name)
+    return names
+
+
+def prediction_convs(model: nn.Module, dg) -> list[nn.Module]:
+    """The head's convolutions whose outputs reach the model's outputs without passing a layer with weights:
+    their channels are the predictions (Detect's `m`, or a decoupled head's cls/reg/obj convs), never pruned.
+    Layers inside the head before them (stems, branches) are pruned like any other."""
+    found = []
+    for conv in (m for m in model.head.modules() if isinstance(m, nn.modules.conv._ConvNd)):
+        node = dg.module2node.get(conv)
+        if node is None:
+            continue
+        stack, seen, feeds = list(node.outputs), set(), False
+        while stack and not feeds:
+            n = stack.pop()
+            if id(n) in seen:
+                continue
+            seen.add(id(n))
+            feeds = isinstance(n.module, nn.Module) and any(True for _ in n.module.parameters(recurse=False))
+            stack.extend(n.outputs)
+        if not feeds:
+            found.append(conv)
+    return found
+
+
+def offset_convs(dg) -> list[tuple[nn.Module, nn.Module]]:
+    """(conv, deformable layer) for every conv that predicts the offsets or mask of a deformable conv: the
+    layers with weights found walking back from its extra inputs (tp_fixes cut them from the features)."""
+    found = []
+    for node in dg.module2node.values():
+        stack, seen = list(getattr(node, "fixed_inputs", ())), set()
+        while stack:
+            n = stack.pop()
+            if id(n) in seen:
+                continue
+            seen.add(id(n))
+            if isinstance(n.module, nn.Module) and any(True for _ in n.module.parameters(recurse=False)):
+                found.append((n.module, node.module))
+            else:
+                stack.extend(n.inputs)
+    return found
 
 
 def _index_errors(groups, dg) -> dict[str, str]:
@@ -250,14 +341,16 @@ def _importance_failures(method, groups, dg) -> dict[str, str]:
     return failures
 
 
-def find_unprunable(model: nn.Module, example_inputs, method=None) -> Unprunable:
-    """Ignored layers and the skipped groups (each `{layer, module, reason}`) for pruning `model`.
+def find_unprunable(model: nn.Module, example_inputs, method=None, round_to: int | None = None) -> Unprunable:
+    """Ignored layers and the skipped groups (each `{layer, module, reason, holds}`) for pruning `model`.
 
     `example_inputs` is one small image batch, e.g. `torch.rand(1, 3, 64, 64)`. `method` (a method
-    name) also checks that its importance can score every group. The model is made trainable first
-    (Torch-Pruning traces through autograd).
+    name) also checks that its importance can score every group. `round_to`: each group is tried with as many
+    channels removed as one step removes with --round-to (3 without). The model is made trainable first
+    (Torch-Pruning traces through autograd), and must run forward and backward (`check_runs`).
     """
     prepare_model_for_pruning(model)
+    check_runs(model, example_inputs, "before pruning")
     was_training = model.training
     head = model.head
     ignored: list[nn.Module] = list(head.m)
@@ -283,9 +376,19 @@ def find_unprunable(model: nn.Module, example_inputs, method=None) -> Unprunable
         except Exception as e:
             raise PruningError(f"Torch-Pruning cannot trace the model even with layers {', '.join(opaque)} kept "
                                f"whole ({_short(e)}); report the model yaml") from e
+    ignored += [c for c in prediction_convs(model, dg) if not any(c is m for m in ignored)]
+    for conv, owner in offset_convs(dg):
+        if not any(conv is m for m in ignored):
+            ignored.append(conv)
+            name = dg._module2name[conv]
+            skipped.append({"layer": layer_index(name), "module": name, "holds": [name],
+                            "reason": f"its outputs are the offsets and mask of {dg._module2name[owner]} "
+                                      f"({type(owner).__name__}: 2*k*k + k*k channels fixed by the kernel size); "
+                                      "its output channels are kept whole"})
     blackboxes = {dict(model.named_modules())[n] for n in opaque}
     excluded = [m for layer in ignored for m in layer.modules()]
-    groups = list(dg.get_all_groups(ignored_layers=excluded, root_module_types=_CONV))
+    groups = list(dg.get_all_groups(ignored_layers=excluded,
+                                    root_module_types=_CONV + tuple(t for t in customized_pruners())))
     reasons: dict[str, str] = {}
     for group in groups:
         touched = [d.target.module for d, _ in group if d.target.module in blackboxes]
@@ -297,13 +400,23 @@ def find_unprunable(model: nn.Module, example_inputs, method=None) -> Unprunable
         reasons.update(check([g for g in groups if dg._module2name[g[0].dep.target.module] not in reasons]))
     roots = [dg._module2name[g[0].dep.target.module] for g in groups]
     ref = _output_shapes(model, example_inputs)
-    reasons.update(_failing(model, example_inputs, [r for r in roots if r not in reasons], opaque, ref))
+    reasons.update(_failing(model, example_inputs, [r for r in roots if r not in reasons], opaque, ref, round_to))
     modules = dict(model.named_modules())
+    for s in skipped:  # black-box layers hold all their layers with weights
+        s["holds"] = [n for n, m in modules[s["module"]].named_modules(prefix=s["module"])
+                      if any(True for _ in m.parameters(recurse=False))]
+    held = {dg._module2name[g[0].dep.target.module]: _held_layers(g, dg) for g in groups}
+    prunable = set()
     for name in roots:
         if name in reasons:
             ignored.append(modules[name])
-            skipped.append({"layer": layer_index(name), "module": name, "reason": reasons[name]})
+            skipped.append({"layer": layer_index(name), "module": name, "reason": reasons[name],
+                            "holds": held[name]})
+        else:
+            prunable.update(held[name])
     for s in skipped:
-        LOGGER.warning(f"prune: skipping layer {s['layer']} {s['module']}: {s['reason']}")
+        LOGGER.warning(f"prune: skipping layer {s['layer']} {s['module']}: {s['reason']}; kept whole: "
+                       f"{', '.join(s['holds']) or s['module']}")
     model.train(was_training)
-    return Unprunable(ignored, skipped, opaque)
+    convs = [n for n, m in modules.items() if isinstance(m, nn.modules.conv._ConvNd)]
+    return Unprunable(ignored, skipped, opaque, {n for n in prunable if n in convs}, convs)

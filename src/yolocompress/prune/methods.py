@@ -107,13 +107,15 @@ def build_pruner(method_name: str, model: nn.Module, example_inputs, *, ignored_
                  global_pruning: bool = False, max_pruning_ratio: float = 1.0,
                  iterative_steps: int = 1, round_to: int | None = None, reg: float | None = None,
                  unwrapped=None, customized_pruners: Mapping | None = None,
-                 root_module_types=None, forward_fn=None):
+                 root_module_types=None, forward_fn=None, out_channel_groups: Mapping | None = None):
     """A Torch-Pruning pruner for `method_name`, built from the repaired classes.
 
     Frozen parameters are unfrozen first (prepare_model_for_pruning). `reg` sets the
     regularisation coefficient of the sparse methods (their pruner default when None).
     `unwrapped` maps bare nn.Parameters to their pruning dim (dict or (param, dim) pairs).
     The importance object is `pruner.importance` (needed by accumulate_gradients).
+    `out_channel_groups` maps a layer to a count its output channels stay a multiple of, pruned at the same
+    place in every group (an attention's heads: `embed_dim % num_heads` holds).
     """
     method = get_method(method_name)
     if method.pruner_class is None:
@@ -137,7 +139,8 @@ def build_pruner(method_name: str, model: nn.Module, example_inputs, *, ignored_
         pruning_ratio_dict=pruning_ratio_dict, global_pruning=global_pruning,
         max_pruning_ratio=max_pruning_ratio, iterative_steps=iterative_steps, round_to=round_to,
         unwrapped_parameters=unwrapped, customized_pruners=customized_pruners,
-        root_module_types=root_module_types, forward_fn=forward_fn, **kwargs)
+        root_module_types=root_module_types, forward_fn=forward_fn, out_channel_groups=out_channel_groups,
+        **kwargs)
 
 
 def split_detection_batch(batch) -> Iterable:

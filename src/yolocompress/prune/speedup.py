@@ -14,13 +14,16 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable
 
+import torch
 import torch.nn as nn
 
 from ..core.errors import ConfigError, PruningError
+from ..engine.options import model_stride
 from ..core.stats import count_gflops, count_params, measure_latency
 from .guard import Unprunable, find_unprunable
 from .methods import build_pruner, get_method
 from .options import require_speedup
+from .runcheck import check_runs
 
 LOGGER = logging.getLogger("yolocompress")
 METRICS = ("gflops", "latency")
@@ -44,12 +47,48 @@ class PruneOutcome:
     params_after: int = 0
     stop_reason: str = ""
     extra: dict = field(default_factory=dict)  # a strategy's own report (e.g. {"pagcp": rounds and layers})
+    conv_layers_pruned: int = 0
+    conv_layers: int = 0  # 0: not measured (a strategy that does not report coverage)
+    prunable_gflops_share: float = 0.0
 
     def summary(self) -> dict:
         """Plain numbers for reports and checkpoint metadata (no model)."""
         keys = ("steps", "reached", "stop_reason", "gflops_before", "gflops_after", "speedup_gflops",
                 "latency_before", "latency_after", "speedup_latency", "params_before", "params_after")
-        return {**{k: getattr(self, k) for k in keys}, **self.extra}
+        coverage = ({"conv_layers_pruned": self.conv_layers_pruned, "conv_layers": self.conv_layers,
+                     "prunable_gflops_share": self.prunable_gflops_share, "coverage": self.coverage_line()}
+                    if self.conv_layers else {})
+        return {**{k: getattr(self, k) for k in keys}, **coverage, **self.extra}
+
+    def coverage_line(self) -> str:
+        """The one line a report gives on how much of the model pruning could reach."""
+        return (f"pruned {self.conv_layers_pruned} of {self.conv_layers} conv layers; "
+                f"{100 * self.prunable_gflops_share:.1f}% of the model's GFLOPs was prunable")
+
+
+def conv_shapes(model: nn.Module) -> dict[str, tuple[int, int]]:
+    """(in, out) channels of every convolution, by module path."""
+    return {n: (m.in_channels, m.out_channels) for n, m in model.named_modules()
+            if isinstance(m, nn.modules.conv._ConvNd)}
+
+
+def prunable_gflops_share(model: nn.Module, prunable: set) -> float:
+    """The share of the convolutions' multiply-adds done by convolutions a prunable group reaches."""
+    macs, handles = {}, []
+    for name, m in model.named_modules():
+        if isinstance(m, nn.modules.conv._ConvNd):
+            def hook(mod, args, out, name=name):
+                macs[name] = macs.get(name, 0) + out.numel() * mod.weight[0].numel()
+            handles.append(m.register_forward_hook(hook))
+    stride = model_stride(model)
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, 3, stride, stride, device=next(model.parameters()).device))
+    finally:
+        for h in handles:
+            h.remove()
+    total = sum(macs.values())
+    return sum(v for n, v in macs.items() if n in prunable) / total if total else 0.0
 
 
 def conv_channels(model: nn.Module) -> dict[str, int]:
@@ -99,8 +138,10 @@ def prune_to_target(model: nn.Module, example_inputs, method: str, speedup: floa
     if m.name == "lamp" and not global_pruning:
         LOGGER.info("prune: LAMP's score keeps the magnitude order within a layer, so without --global it removes "
                     "the same channels as group_norm; --global lets it choose how much each layer loses")
-    guard = guard or find_unprunable(model, example_inputs, m.name)
+    guard = guard or find_unprunable(model, example_inputs, m.name, round_to=round_to)
     channels_before = conv_channels(model)
+    shapes_before = conv_shapes(model)
+    share = prunable_gflops_share(model, guard.prunable)
     params_before = count_params(model)
     g0 = count_gflops(model, imgsz)
     timed = measure or metric == "latency"
@@ -139,6 +180,7 @@ def prune_to_target(model: nn.Module, example_inputs, method: str, speedup: floa
     if step == 0:
         raise PruningError("prune: no step was run; use --max-steps >= 1")
     model.zero_grad(set_to_none=True)
+    check_runs(model, example_inputs, "after pruning")
     model.eval()
     if metric != "latency":
         lat = latency()
@@ -146,7 +188,10 @@ def prune_to_target(model: nn.Module, example_inputs, method: str, speedup: floa
         model=model, steps=step, reached=reached, gflops_before=g0, gflops_after=g, speedup_gflops=g0 / g,
         latency_before=lat0, latency_after=lat, speedup_latency=(lat0 / lat) if timed else None,
         skipped=list(guard.skipped), per_layer=per_layer_table(channels_before, conv_channels(model)),
-        params_before=params_before, params_after=count_params(model), stop_reason=reason)
+        params_before=params_before, params_after=count_params(model), stop_reason=reason,
+        conv_layers_pruned=sum(conv_shapes(model).get(n) != v for n, v in shapes_before.items()),
+        conv_layers=len(shapes_before), prunable_gflops_share=share)
+    LOGGER.info(f"prune: {outcome.coverage_line()}")
     log = LOGGER.info if reached else LOGGER.warning
     log(f"prune: {reason} after {step} of at most {max_steps} steps; "
         f"GFLOPs {g0:.3f} -> {g:.3f} ({outcome.speedup_gflops:.3f}x)"

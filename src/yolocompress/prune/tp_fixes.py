@@ -6,13 +6,15 @@ Build pruners through `yolocompress.prune.methods.build_pruner`, which uses only
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any, Iterable, Mapping
 
 import torch
 import torch.nn as nn
 import torch_pruning as tp
-from torch_pruning import ops
+from torch_pruning import _helpers, ops
+from torch_pruning.dependency import index_mapping
 from torch_pruning.pruner import function
 
 log = logging.getLogger(__name__)
@@ -53,6 +55,18 @@ def as_unwrapped_pairs(unwrapped: Mapping[nn.Parameter, int] | Iterable | None) 
     return [(p, int(dim)) for p, dim in items]
 
 
+@contextlib.contextmanager
+def fixed_graph_class():
+    """While a pruner is built, `BasePruner` constructs `FixedDependencyGraph` (defect i) instead of upstream's
+    graph: `BasePruner.__init__` names `torch_pruning.dependency.DependencyGraph` and takes no graph class."""
+    saved = tp.dependency.DependencyGraph
+    tp.dependency.DependencyGraph = FixedDependencyGraph
+    try:
+        yield
+    finally:
+        tp.dependency.DependencyGraph = saved
+
+
 class _FreshContainers:
     """Defect e: mutable default arguments are shared between pruner instances.
 
@@ -73,7 +87,8 @@ class _FreshContainers:
         kwargs["unwrapped_parameters"] = as_unwrapped_pairs(kwargs.get("unwrapped_parameters"))
         if kwargs.get("ignored_layers") is not None:
             kwargs["ignored_layers"] = list(kwargs["ignored_layers"])
-        super().__init__(model, example_inputs, importance, **kwargs)
+        with fixed_graph_class():
+            super().__init__(model, example_inputs, importance, **kwargs)
 
 
 class _RegularizerFollowsStep:
@@ -200,3 +215,266 @@ class FixedGroupHessianImportance(tp.importance.GroupHessianImportance):
             else:
                 self._accu_grad[param] = sq.clone()
                 self._counter[param] = 1
+
+
+# ---- defect i: split / chunk outputs ---------------------------------------------------------------------
+def _chunk_sizes(grad_fn) -> list[int] | None:
+    """The sizes of the pieces a split/chunk cut along dim 1, read from its autograd node."""
+    sizes = getattr(grad_fn, "_saved_split_sizes", None)
+    if sizes is not None:
+        return [int(s) for s in sizes]
+    size, shape = getattr(grad_fn, "_saved_split_size", None), getattr(grad_fn, "_saved_self_sym_sizes", None)
+    if size is None or shape is None:
+        return None
+    total, size = int(shape[1]), int(size)
+    return [min(size, total - k) for k in range(0, total, size)]
+
+
+def _pieces_used(split_node, out_node) -> list[int]:
+    """Which pieces of the split `out_node` reads, in the order Torch-Pruning lists it (one per use)."""
+    gf = out_node.grad_fn
+    nexts = getattr(gf, "next_functions", ()) or ()
+    return [int(k) for f, k in nexts if f is split_node.grad_fn]
+
+
+class FixedSplitPruner(ops.SplitPruner):
+    """Defect i (second half): upstream `SplitPruner` writes the new offsets to itself (`self.offsets`), never
+    to the split it pruned, so `index_mapping` keeps the offsets of the unpruned model after the first step
+    (VainF/Torch-Pruning PR #352, not merged). Here the piece sizes are updated per piece, the index
+    mappings of the split's edges are moved in place, and a declared module attribute that holds the split
+    sizes (`register_module(split_sizes=...)`) is rewritten so the module's own `split` call still fits."""
+
+    def prune_out_channels(self, layer, idxs):
+        pieces = getattr(layer, "piece_sizes", None)
+        if pieces is None:
+            return super().prune_out_channels(layer, idxs)
+        starts = [sum(pieces[:k]) for k in range(len(pieces))]
+        for idx in idxs:
+            k = max(j for j, s in enumerate(starts) if s <= idx)
+            pieces[k] -= 1
+        for owner, attrs in getattr(layer, "size_attributes", ()):
+            _write_sizes(owner, attrs, pieces)
+
+    prune_in_channels = prune_out_channels
+
+
+class _EveryPieceMapping:
+    """Into a split of equal pieces: channel j of any piece is channel j of every piece."""
+
+    def __init__(self, op):
+        self.op = op
+
+    def __call__(self, idxs):
+        size, n = self.op.piece_sizes[0], len(self.op.piece_sizes)
+        local = {}
+        for i in idxs:
+            local.setdefault(i.idx % size, i.root_idx)
+        return [_helpers._HybridIndex(idx=j + k * size, root_idx=r) for k in range(n) for j, r in local.items()]
+
+
+class _PiecewiseSplitOp(ops._SplitOp):
+    """A traced split whose per-output `split_sizes` and `offsets` (read by Torch-Pruning's shape inference by
+    output position) always follow its `piece_sizes`; upstream's writes to them are ignored."""
+
+    @property
+    def split_sizes(self):
+        return [self.piece_sizes[k] for k in self.output_pieces]
+
+    @split_sizes.setter
+    def split_sizes(self, value):
+        pass
+
+    @property
+    def offsets(self):
+        return [sum(self.piece_sizes[:k]) for k in range(len(self.piece_sizes) + 1)]
+
+    @offsets.setter
+    def offsets(self, value):
+        pass
+
+
+class _PieceMapping:
+    """Index mapping of one edge of a split: to the piece it reads (forward) or back from it (reverse).
+
+    Reads the split's current piece sizes, so it stays right after every step. For `chunk` (equal pieces)
+    a channel removed from one piece is removed at the same place in every piece: otherwise the pieces
+    differ in size and `chunk` cuts the pruned tensor elsewhere."""
+
+    def __init__(self, op, piece: int, reverse: bool):
+        self.op, self.piece, self.reverse = op, piece, reverse
+
+    def __call__(self, idxs):
+        pieces = self.op.piece_sizes
+        starts = [sum(pieces[:k]) for k in range(len(pieces) + 1)]
+        s, e = starts[self.piece], starts[self.piece + 1]
+        if self.reverse:
+            shifts = starts[:-1] if self.op.equal_pieces else [s]
+            return [_helpers._HybridIndex(idx=i.idx + t, root_idx=i.root_idx) for t in shifts for i in idxs]
+        return [_helpers._HybridIndex(idx=i.idx - s, root_idx=i.root_idx) for i in idxs if s <= i.idx < e]
+
+
+def _write_sizes(owner: nn.Module, attrs, pieces: list[int]) -> None:
+    """Store the new split sizes where the module reads them: one attribute per piece, or one attribute for
+    all pieces (an int when they are equal, else a tuple)."""
+    if isinstance(attrs, str):
+        old = getattr(owner, attrs)
+        value = pieces[0] if isinstance(old, int) and len(set(pieces)) == 1 else \
+            type(old)(pieces) if isinstance(old, (list, tuple)) else None
+        if value is None:
+            raise ValueError(f"{type(owner).__name__}.{attrs} = {old!r} cannot hold the split sizes {pieces}")
+        setattr(owner, attrs, value)
+    else:
+        for name, size in zip(attrs, pieces):
+            setattr(owner, name, size)
+
+
+class FixedDependencyGraph(tp.DependencyGraph):
+    """Defect i: the split/chunk index mapping.
+
+    First half: Torch-Pruning 1.6.1 gives a split one offset range per *consumer* (its i-th output node gets
+    `offsets[i:i+2]`), but a piece may have several consumers (C2f's last chunk feeds the bottleneck, its
+    residual add and the concat), and it ignores which piece each consumer reads (`output_nr`). The ranges are
+    then shifted, or past the end of the split (an IndexError when tracing `split((c, c), 1)` with more than
+    two consumers). Here each edge of a split gets the range of the piece it reads, taken from autograd.
+    Second half: see `FixedSplitPruner`.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.REGISTERED_PRUNERS[ops.OPTYPE.SPLIT] = FixedSplitPruner()
+        pruners = [p for p in list(self.REGISTERED_PRUNERS.values()) + list(self.CUSTOMIZED_PRUNERS.values()) if p]
+        self._in_channel_pruning_fn = {p.prune_in_channels for p in pruners}
+        self._out_channel_pruning_fn = {p.prune_out_channels for p in pruners}
+
+    def _build_dependency(self, module2node):
+        recorder = getattr(self, "_recorder", None)
+        if recorder is not None:
+            cut_channel_free_edges(module2node, recorder.shapes, self._batch)
+            self._size_concats(module2node.values())
+        super()._build_dependency(module2node)
+        for node in module2node.values():
+            if node.type == ops.OPTYPE.SPLIT:
+                self._map_pieces(node)
+
+    def build_dependency(self, model, example_inputs, forward_fn=None, *args, **kwargs):
+        from .declared import TraceRecorder, split_size_owners
+        recorder = TraceRecorder(split_size_owners(model))
+        self._split_owners, self._recorder = recorder.found, recorder
+        first = example_inputs[0] if isinstance(example_inputs, (list, tuple)) else example_inputs
+        self._batch = int(first.shape[0]) if isinstance(first, torch.Tensor) and first.dim() else None
+        run = forward_fn or (lambda m, x: m(*x) if isinstance(x, (list, tuple)) else m(x))
+
+        def traced(m, x):
+            with recorder:
+                return run(m, x)
+        super().build_dependency(model, example_inputs, traced, *args, **kwargs)
+        self._size_concats(self.module2node.values())  # upstream cached sizes from the wrong split sizes
+        index_mapping.update_index_mapping(self)
+        return self
+
+    def _size_concats(self, nodes) -> None:
+        """Concat input sizes as seen while tracing. Upstream infers them through the graph, which fails on a
+        cut edge (`sum([.., None])`: its TypeError) and reads the split sizes by output position."""
+        seen_sizes = self._recorder.cat_sizes
+        for node in nodes:
+            if node.type == ops.OPTYPE.CONCAT:
+                seen = seen_sizes.get(node.grad_fn)
+                node.module.concat_sizes = list(seen) if seen and len(seen) == len(node.inputs) else None
+
+    def _map_pieces(self, node) -> None:
+        shape = getattr(node.grad_fn, "_saved_self_sym_sizes", None)
+        dim = getattr(node.grad_fn, "_saved_dim", 1)
+        if shape is None or len(shape) < 2 or dim not in (1, 1 - len(shape)):
+            return  # not a split along the channels: Torch-Pruning's own handling
+        pieces = _chunk_sizes(node.grad_fn)
+        if pieces is None:
+            return
+        seen: dict = {}
+        output_pieces = []
+        for out in node.outputs:
+            used = _pieces_used(node, out)
+            j = seen.get(out, 0)
+            seen[out] = j + 1
+            output_pieces.append(used[j] if j < len(used) else 0)
+        op = node.module
+        op.piece_sizes, op.output_pieces = pieces, output_pieces
+        op.equal_pieces = hasattr(node.grad_fn, "_saved_split_size") and len(set(pieces)) == 1
+        declared = getattr(self, "_split_owners", {}).get(node.grad_fn)
+        op.size_attributes = [declared] if declared else []
+        if declared and isinstance(declared[1], str) and isinstance(getattr(declared[0], declared[1]), int):
+            op.equal_pieces = True  # one int for every piece: they must stay equal
+        forward = [d for d in node.dependencies if d.target in node.outputs]
+        for dep, k in zip(forward, output_pieces):
+            dep.index_mapping[0] = _PieceMapping(op, k, reverse=False)
+        back_seen: dict = {}
+        for out in node.outputs:
+            if out in back_seen:
+                continue
+            back_seen[out] = True
+            ks = [k for o, k in zip(node.outputs, output_pieces) if o is out]
+            back = [d for d in out.dependencies if d.target is node]
+            for dep, k in zip(back, ks):
+                dep.index_mapping[0] = _PieceMapping(op, k, reverse=True)
+        if op.equal_pieces:  # channels entering the split go from every piece at once
+            for src in node.inputs:
+                for dep in src.dependencies:
+                    if dep.target is node:
+                        dep.index_mapping[0] = _EveryPieceMapping(op)
+        node.enable_index_mapping = False  # Torch-Pruning would overwrite our ranges by output position
+        op.__class__ = _PiecewiseSplitOp
+
+
+# ---- defect j: edges that carry no channel identity -------------------------------------------------------
+def _channels(shape) -> int | None:
+    return int(shape[1]) if shape is not None and len(shape) >= 2 else None
+
+
+def _shape_of(node, shapes):
+    if isinstance(node.module, nn.Parameter):
+        return tuple(node.module.shape)
+    return shapes.get(node.grad_fn)
+
+
+def cut_channel_free_edges(module2node, shapes, batch: int | None = None) -> int:
+    """Defect j: Torch-Pruning treats every operator it does not know as element-wise and couples the channels
+    of all its inputs and its output by index. That is wrong where one side has no channels to share: a
+    scalar or 1-D weight (BiFPN's per-input weights), a 1-channel map broadcast over C channels (CBAM's
+    spatial attention, `x * att`), or a reduction of C channels to 1 (a channel mean or max, ECA's transpose
+    of the pooled channels into a sequence). Those edges are cut, so the tiny convolutions on such maps do
+    not tie the feature channels. Only batch-first tensors (dim 0 = `batch`) are read as channel-first, so a
+    sequence laid out (positions, batch, channels) for attention keeps its edges. Returns how many were cut."""
+    cut = 0
+    for node in list(module2node.values()):
+        if node.type == ops.OPTYPE.CUSTOMIZED and hasattr(node.module, "in_channels") and len(node.inputs) > 1:
+            cut += _keep_feature_input(node, shapes)
+        if node.type != ops.OPTYPE.ELEMENTWISE:
+            continue
+        out_shape = shapes.get(node.grad_fn)
+        c_out = _channels(out_shape)
+        for src in list(node.inputs):
+            in_shape = _shape_of(src, shapes)
+            c_in = _channels(in_shape)
+            if c_out is None or in_shape is None:
+                continue  # shapes unknown: leave Torch-Pruning's edge
+            if c_in is not None and batch is not None and (in_shape[0] != batch or out_shape[0] != batch):
+                continue  # not batch-first: dim 1 is not the channels
+            if c_in is None or (c_in == 1) != (c_out == 1):
+                node.inputs = [n for n in node.inputs if n is not src]
+                src.outputs = [n for n in src.outputs if n is not node]
+                cut += 1
+    return cut
+
+
+def _keep_feature_input(node, shapes) -> int:
+    """A layer with extra tensor inputs (DeformConv2d's offsets and mask): only its first input with
+    `in_channels` channels carries the features; the others are cut and remembered as `node.fixed_inputs`."""
+    n_in = node.module.in_channels
+    feature = next((src for src in node.inputs if _channels(_shape_of(src, shapes)) == n_in), None)
+    if feature is None:
+        return 0
+    others = [src for src in node.inputs if src is not feature]
+    node.fixed_inputs = others
+    for src in others:
+        src.outputs = [n for n in src.outputs if n is not node]
+    node.inputs = [feature]
+    return len(others)

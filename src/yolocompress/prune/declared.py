@@ -1,0 +1,74 @@
+"""What the graph cannot see: users' declarations on `register_module`, and the shapes seen while tracing.
+
+The dependency graph sees a `split` along the channels, but not the module attribute its sizes come from;
+`split_sizes=...` names it, and the split's pruner rewrites it (prune/tp_fixes.py, FixedSplitPruner).
+Torch-Pruning's graph also keeps no tensor shapes; `TraceRecorder` notes them (by autograd node) so that
+edges which carry no channel identity (a broadcast, a reduction over the channels) can be told apart.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+from torch.overrides import TorchFunctionMode
+
+from ..models.registry import spec_for_class
+
+_SPLITS = {torch.split, torch.chunk, torch.Tensor.split, torch.Tensor.chunk, torch.Tensor.split_with_sizes,
+           torch.tensor_split, torch.Tensor.tensor_split}
+
+
+def split_size_owners(model: nn.Module) -> dict[nn.Module, str | tuple]:
+    """Every module of `model` that does a declared split, with the attribute(s) holding its sizes."""
+    owners = {}
+    for m in model.modules():
+        spec = spec_for_class(type(m))
+        decl = spec.split_sizes if spec is not None else None
+        if decl is None:
+            continue
+        for path, attrs in (decl.items() if isinstance(decl, dict) else [("", decl)]):
+            owners[m.get_submodule(path) if path else m] = attrs
+    return owners
+
+
+class TraceRecorder(TorchFunctionMode):
+    """While the model runs, note by autograd node: which declared module made each split (`found`), the
+    shape of every tensor made (`shapes`) and the channel count of every input of a channel concat
+    (`cat_sizes`)."""
+
+    def __init__(self, owners):
+        super().__init__()
+        self.owners, self.stack, self.found, self._hooks = owners, [], {}, []
+        self.shapes, self.cat_sizes = {}, {}
+
+    def __enter__(self):
+        def enter(mod, args):
+            self.stack.append(mod)
+
+        def leave(mod, args, out):
+            self.stack.pop()
+        for m in self.owners:
+            self._hooks += [m.register_forward_pre_hook(enter), m.register_forward_hook(leave)]
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        for h in self._hooks:
+            h.remove()
+        self._hooks.clear()
+        return super().__exit__(*exc)
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        for t in (out if isinstance(out, (tuple, list)) else (out,)):
+            if isinstance(t, torch.Tensor) and t.grad_fn is not None:
+                self.shapes.setdefault(t.grad_fn, tuple(t.shape))
+        if func is torch.cat and isinstance(out, torch.Tensor) and out.grad_fn is not None and out.dim() >= 2:
+            dim = kwargs.get("dim", args[1] if len(args) > 1 else 0)
+            if dim in (1, 1 - out.dim()):
+                self.cat_sizes[out.grad_fn] = [int(t.shape[1]) for t in args[0]
+                                               if isinstance(t, torch.Tensor) and t.requires_grad]
+        if self.stack and func in _SPLITS and isinstance(out, (tuple, list)) and out:
+            grad_fn = getattr(out[0], "grad_fn", None)
+            if grad_fn is not None:
+                self.found[grad_fn] = (self.stack[-1], self.owners[self.stack[-1]])
+        return out

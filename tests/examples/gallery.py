@@ -1,0 +1,125 @@
+"""The gallery of community modules (examples/modules/) as test cases, and the steps every gallery model takes.
+
+Each `Entry` is one yaml of the gallery; `build(entry)` loads its modules file and builds it at a tiny width.
+The pruning tests plug in here: they take the same entries and models (`GALLERY`, `build`) and add their
+per-method assertions; `KNOWN_BAD` entries fail in training by design (the gallery's what-not-to-write).
+"""
+from __future__ import annotations
+
+import importlib.util
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from yolocompress.core.hyp import Hyp
+from yolocompress.engine.losses import build_loss
+from yolocompress.models.builder import Model, load_config
+from yolocompress.models.registry import load_user_modules
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "modules"
+IMGSZ, WIDTH, NC = 64, 0.125, 3
+
+
+def _catalogue():
+    spec = importlib.util.spec_from_file_location("gallery_make_yamls", EXAMPLES / "make_yamls.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@dataclass(frozen=True)
+class Entry:
+    family: str
+    yaml: str
+    modules: str
+
+    @property
+    def id(self) -> str:
+        return self.yaml.removesuffix(".yaml")
+
+    @property
+    def base(self) -> str:
+        return "yolov7-tiny" if self.yaml.startswith("yolov7-tiny") else "yolov5n"
+
+    @property
+    def modules_path(self) -> Path:
+        return EXAMPLES / self.modules
+
+
+CATALOGUE = _catalogue()
+GALLERY = [Entry(*row) for row in CATALOGUE.gallery()]
+KNOWN_BAD = {"fasternet-inplace"}  # in-place slice write: autograd refuses it in training
+DEFORMABLE = {"dcn", "dyhead"}  # torchvision DeformConv2d: ONNX DeformConv, opset 19
+
+
+def build(entry: Entry, width: float = WIDTH, nc: int = NC, seed: int = 0) -> Model:
+    """The entry's model at `width` (registers its modules first; restore the registry around the test)."""
+    load_user_modules([entry.modules_path])
+    cfg = load_config(entry.modules_path.parent / entry.yaml)
+    cfg.update(width_multiple=width, nc=nc)
+    torch.manual_seed(seed)
+    return Model(cfg)
+
+
+def targets(batch: int, nc: int = NC, seed: int = 0) -> torch.Tensor:
+    """Two boxes per image: rows (image, class, xc, yc, w, h), normalised."""
+    g = torch.Generator().manual_seed(seed)
+    rows = [[i, int(torch.randint(nc, (1,), generator=g)), *(0.3 + 0.4 * torch.rand(2, generator=g)).tolist(),
+             *(0.1 + 0.3 * torch.rand(2, generator=g)).tolist()] for i in range(batch) for _ in range(2)]
+    return torch.tensor(rows)
+
+
+def train_step(model: nn.Module, batch: int = 2, lr: float = 0.01) -> float:
+    """One SGD step on the detection loss (the v7 OTA loss for a yolov7 yaml's hyp is not needed here: the
+    step checks that forward, loss and backward run through the modules and that the weights move)."""
+    model.train()
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=lr, momentum=0.9)
+    imgs = torch.rand(batch, 3, IMGSZ, IMGSZ, generator=torch.Generator().manual_seed(1))
+    loss, _ = build_loss(model, Hyp(), IMGSZ)(model(imgs), targets(batch))
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    return float(loss.detach())
+
+
+def unload(entry: Entry) -> None:
+    sys.modules.pop(f"yolocompress_user_{Path(entry.modules).stem}", None)
+
+
+# ---- pruning: the step the pruning tests share ----------------------------------------------------------------
+PRUNE_METHODS = ("lamp",)  # the gallery test's own; tests/prune add group_norm and pagcp per family
+
+
+def family_layers(model: Model, entry: Entry) -> list[int]:
+    """Indices of the layers whose module class comes from the entry's file."""
+    from yolocompress.models.registry import lookup
+    own = f"yolocompress_user_{Path(entry.modules).stem}"
+    return [m.i for m in model.model if lookup(m.type).cls.__module__ == own]
+
+
+def family_channels(model: Model, layers: list[int]) -> int:
+    """Output channels (features) of the convs and Linears in `layers`, leaving out the head's prediction convs
+    and layers of one output (ECA's Conv1d, CBAM's spatial conv): never pruned, by nature."""
+    prefixes = tuple(f"model.{i}." for i in layers)
+    fixed = {id(m) for m in model.head.m.modules()}
+    return sum(m.weight.shape[0] for n, m in model.named_modules()
+               if isinstance(getattr(m, "weight", None), torch.Tensor) and m.weight.dim() >= 2
+               and not isinstance(m, nn.modules.batchnorm._BatchNorm) and m.weight.shape[0] > 1
+               and n.startswith(prefixes) and id(m) not in fixed)
+
+
+def input_layers(model: Model, layers: list[int]) -> list[int]:
+    """The layers that feed `layers` (for a family with no channels of its own, e.g. ECA: its neighbours)."""
+    n = len(model.model)
+    return sorted({(j if j >= 0 else model.model[i].i + j) % n for i in layers
+                   for j in ([model.model[i].f] if isinstance(model.model[i].f, int) else model.model[i].f)})
+
+
+def prune(model: Model, method: str, speedup: float = 2.0, max_steps: int = 15):
+    """`prune_to_target` as the prune command runs it (GFLOPs metric), on a tiny model: the outcome."""
+    from yolocompress.prune.speedup import prune_to_target
+    example = torch.rand(1, 3, IMGSZ, IMGSZ, generator=torch.Generator().manual_seed(3))
+    return prune_to_target(model, example, method, speedup, imgsz=IMGSZ, max_steps=max_steps, measure=False)

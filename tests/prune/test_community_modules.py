@@ -1,0 +1,195 @@
+"""Community modules on tiny yolov5 / yolov7 bases: each family is pruned (a share of its own channels goes),
+what cannot be followed is kept whole with its reason."""
+import pytest
+import torch
+
+from yolocompress.core.errors import PruningError
+from yolocompress.models.builder import Model
+from yolocompress.prune.guard import find_unprunable
+from yolocompress.prune.speedup import conv_channels, prune_to_target
+
+from . import community
+from .tiny_yolos import IMGSZ, image, one_thread, v5_cfg, v7_cfg
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+ROW = {"v5": 4, "v7": 10}
+PRUNED = ["C2fChunk", "C2fSplit", "FasterNetBlock", "CBAM", "ECA", "BiFPNAdd2", "DecoupledDetect"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    with one_thread():
+        yield
+
+
+def build(family: str, module: str) -> Model:
+    torch.manual_seed(0)
+    cfg = {"v5": v5_cfg, "v7": v7_cfg}[family]()
+    if module == "BiFPNAdd2":  # replaces the first neck concat (two inputs of equal channels)
+        if family == "v7":
+            cfg["head"][0][3][0] = 128
+        cfg["head"][2] = [[-1, 6 if family == "v5" else 10], 1, "BiFPNAdd2", [256]]
+    elif module == "DecoupledDetect":
+        cfg["head"][-1][2] = "DecoupledDetect"
+    else:
+        community.place(cfg, family, module)
+    return Model(cfg).eval()
+
+
+def measured_prefix(family: str, module: str) -> str:
+    """Where the family's own prunable channels are: ECA has none of its own (its Conv1d works across the
+    channels), so its neighbour, the conv that feeds it, is measured."""
+    if module == "BiFPNAdd2":
+        return {"v5": "model.12.", "v7": "model.15."}[family]
+    if module == "DecoupledDetect":
+        return {"v5": "model.24.", "v7": "model.21."}[family]
+    if module == "ECA":
+        return {"v5": "model.3.", "v7": "model.8."}[family]
+    return f"model.{ROW[family]}."
+
+
+def share_pruned(before: dict, after: dict, prefix: str) -> float:
+    """The share of the output channels of the convs under `prefix` that pruning removed."""
+    b = sum(c for n, c in before.items() if n.startswith(prefix))
+    return 1 - sum(after[n] for n in before if n.startswith(prefix)) / b
+
+
+@pytest.mark.parametrize("method", ["lamp", "group_norm"])
+@pytest.mark.parametrize("family", ["v5", "v7"])
+@pytest.mark.parametrize("module", PRUNED)
+def test_the_family_is_pruned(module, family, method):
+    model = build(family, module)
+    guard = find_unprunable(model, image(), method)
+    prefix = measured_prefix(family, module)
+    assert guard.skipped == []
+    before = conv_channels(model)
+    out = prune_to_target(model, image(), method, 1.5, imgsz=IMGSZ, max_steps=10, measure=False, guard=guard)
+    assert out.reached
+    assert share_pruned(before, conv_channels(model), prefix) > 0
+    pred, _ = model.eval()(image(2))
+    assert torch.isfinite(pred).all()
+
+
+def test_declared_split_sizes_are_rewritten():
+    model = build("v5", "C2fSplit")
+    prune_to_target(model, image(), "lamp", 1.5, imgsz=IMGSZ, max_steps=10, measure=False)
+    block = model.model[4]
+    assert block.c < 16 and block.cv1.conv.out_channels == 2 * block.c
+    fast = build("v5", "FasterNetBlock")
+    prune_to_target(fast, image(), "group_norm", 1.5, imgsz=IMGSZ, max_steps=10, measure=False)
+    pconv = fast.model[4].spatial_mixing
+    assert pconv.dim_conv3 == pconv.partial_conv3.in_channels
+    assert pconv.dim_conv3 + pconv.dim_untouched == fast.model[3].conv.out_channels < 32
+
+
+def test_a_split_size_the_module_never_exposes_is_kept_whole_and_said_so():
+    model = build("v5", "C2fHiddenSplit")
+    skipped = find_unprunable(model, image(), "lamp").skipped
+    mine = [s for s in skipped if s["module"].startswith("model.4.")]
+    assert mine and all("split" in s["reason"] and "split_sizes=" in s["reason"] for s in mine)
+
+
+def test_decoupled_head_keeps_only_its_prediction_outputs_whole():
+    model = build("v5", "DecoupledDetect")
+    head = model.head
+    preds = [*head.cls_preds, *head.reg_preds]
+    outs = [c.out_channels for c in preds]
+    guard = find_unprunable(model, image(), "lamp")
+    assert all(any(c is m for m in guard.ignored_layers) for c in preds)
+    prune_to_target(model, image(), "lamp", 1.5, imgsz=IMGSZ, max_steps=10, measure=False, guard=guard)
+    assert [c.out_channels for c in preds] == outs
+    assert all(s[-1].conv.out_channels < s[-1].conv.in_channels or s[-1].conv.out_channels < 64
+               for s in head.cls_convs)
+    assert sum(c.in_channels for c in preds) < sum(c.in_channels for c in [*Model(model.yaml).head.cls_preds,
+                                                                           *Model(model.yaml).head.reg_preds])
+
+
+def test_an_in_place_slice_write_is_one_error_line_naming_the_layer():
+    model = build("v5", "FasterNetSlicingBlock")
+    with pytest.raises(PruningError) as e:
+        find_unprunable(model, image(), "lamp")
+    text = str(e.value)
+    assert "\n" not in text
+    assert "layer 4 (FasterNetSlicingBlock)" in text and "backward" in text
+    assert "in-place write into a slice" in text and "torch.cat instead" in text
+
+
+def test_a_module_that_breaks_after_pruning_is_one_error_line(monkeypatch):
+    """A channel count fixed in a module's code passes the guard's probe only by chance; after pruning the
+    forward pass must fail with a line naming the layer, not a traceback."""
+    model = build("v5", "C2fChunk")
+    out = prune_to_target(model, image(), "lamp", 1.2, imgsz=IMGSZ, max_steps=5, measure=False)
+    assert out.reached
+    block = model.model[4]
+    block.cv2.conv = torch.nn.Conv2d(48, block.cv2.conv.out_channels, 1, bias=False)  # 48: the unpruned count
+    from yolocompress.prune.runcheck import check_runs
+    with pytest.raises(PruningError, match=r"after pruning: layer 4 \(C2fChunk\) fails in the forward pass"):
+        check_runs(model, image(), "after pruning")
+
+
+def test_the_skip_list_names_every_layer_a_kept_group_holds_and_the_coverage_line():
+    model = build("v5", "C2fHiddenSplit")
+    guard = find_unprunable(model, image(), "lamp")
+    entry = next(s for s in guard.skipped if s["module"].startswith("model.4."))
+    assert entry["holds"][0] == entry["module"] and len(entry["holds"]) > 2
+    assert "model.4.cv1.conv" in entry["holds"]
+    out = prune_to_target(model, image(), "lamp", 1.5, imgsz=IMGSZ, max_steps=10, measure=False, guard=guard)
+    line = out.coverage_line()
+    assert line.startswith(f"pruned {out.conv_layers_pruned} of {out.conv_layers} conv layers; ")
+    # the skipped group's convs still lose input channels to the groups around them: all of it was prunable
+    assert 0 < out.conv_layers_pruned <= out.conv_layers and out.prunable_gflops_share == 1.0
+    assert out.summary()["coverage"] == line
+
+
+def test_the_guard_probe_removes_as_many_channels_as_round_to():
+    from yolocompress.prune.guard import _probe_idxs
+    assert _probe_idxs(32) == [0, 16, 31]
+    assert len(_probe_idxs(32, 8)) == 8 and _probe_idxs(32, 8)[-1] == 31
+    assert _probe_idxs(8, 8) == [0]
+
+
+PAGCP_FAMILIES = ["C2fChunk", "C2fSplit", "FasterNetBlock", "CBAM", "ECA", "BiFPNAdd2", "DecoupledDetect"]
+
+
+@pytest.mark.parametrize("family", ["v5", "v7"])
+@pytest.mark.parametrize("module", PAGCP_FAMILIES)
+def test_pagcp_prunes_the_family(module, family):
+    """PAGCP as its command entry point runs it: the guard's skips, then pagcp_prune on calibration batches.
+    To keep it fast, only the family's own convolutions are candidates (every other conv is ignored)."""
+    from yolocompress.core.hyp import Hyp
+    from yolocompress.engine.losses import build_loss
+    from yolocompress.prune import pagcp
+
+    from .test_pagcp import make_batches
+    model = build(family, module)
+    batches = make_batches(n=1, b=2, nc=model.yaml["nc"])
+    ignored, skipped, opaque = pagcp._guard(model, batches[0][0][:1])
+    assert skipped == []
+    prefix = measured_prefix(family, module)
+    readers = {"v7": ["model.18."]}.get(family, []) if module == "ECA" else []  # RepConv 18 reads model.8 too
+    ignored += [m for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)
+                and not n.startswith((prefix, *readers))]
+    before = conv_channels(model)
+    res = pagcp.pagcp_prune(model, batches, build_loss(model, Hyp.default_for(model.yaml), IMGSZ), speedup=1.01,
+                            imgsz=IMGSZ, initial_rate=0.2, initial_thres=50.0, rounds=1, ignored_layers=ignored,
+                            opaque=opaque, progress=lambda *_: None)
+    assert share_pruned(before, conv_channels(res.model), prefix) > 0, [r.row() for r in res.rounds[0].layers]
+    with torch.no_grad():
+        res.model.eval()(image(2))
+
+
+@pytest.mark.parametrize("family", ["v5", "v7"])
+def test_deformable_conv_channels_are_pruned_and_its_offsets_kept_whole(family):
+    model = build(family, "DeformConvBlock")
+    block = model.model[ROW[family]]
+    guard = find_unprunable(model, image(), "lamp")
+    entry = [s for s in guard.skipped if s["module"] == f"model.{ROW[family]}.conv_offset"]
+    assert entry and "offsets and mask" in entry[0]["reason"] and "kept whole" in entry[0]["reason"]
+    assert [s for s in guard.skipped if s is not entry[0]] == []
+    c_in, c_out = block.dcn.in_channels, block.dcn.out_channels
+    prune_to_target(model, image(), "lamp", 1.5, imgsz=IMGSZ, max_steps=10, measure=False, guard=guard)
+    assert block.dcn.out_channels < c_out and block.dcn.in_channels < c_in
+    assert block.conv_offset.out_channels == 27 and block.conv_offset.in_channels == block.dcn.in_channels
+    assert block.dcn.weight.shape[:2] == (block.dcn.out_channels, block.dcn.in_channels)
+    pred, _ = model.eval()(image(2))
+    assert torch.isfinite(pred).all()
