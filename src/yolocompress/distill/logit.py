@@ -57,6 +57,8 @@ def elementwise_iou(a: Tensor, b: Tensor, eps: float = 1e-7) -> Tensor:
 class LogitLoss(nn.Module):
     """Base: holds the head geometry and gains, checks and detaches the inputs, and sums ``level_loss`` over levels."""
 
+    DEFAULT_WEIGHT = 1.0  # the weight when none is given (docs/distillation.md, "Default weights")
+
     def __init__(self, head, gains: Mapping | Gains):
         super().__init__()
         self.nc, self.nl, self.na = int(head.nc), int(head.nl), int(head.na)
