@@ -73,7 +73,7 @@ def test_auto_weight_lands_the_share_each_epoch(setup, share):
             assert row[f"train/{term}_weight"] > 0
     # the chosen weights are logged per epoch and differ from the fixed defaults (the measurement moved them)
     assert rows[0]["train/kd_feature_weight"] != pytest.approx(MGD.DEFAULT_WEIGHT)
-    saved = read_checkpoint(res.last)["train_state"]["callbacks"][0]["auto_weight"]
+    saved = read_checkpoint(res.last)["train_state"]["callbacks"]["distill"]["auto_weight"]
     assert saved["weights"] == pytest.approx({"kd_logit": rows[-1]["train/kd_logit_weight"],
                                               "kd_feature": rows[-1]["train/kd_feature_weight"]}, rel=1e-4)
 
