@@ -103,7 +103,7 @@ def test_auto_weight_resumes_with_its_weights():
 def test_default_weights_per_loss(setup):
     """Each loss class carries its default weight (docs/distillation.md); a given weight wins."""
     assert (Mimic.DEFAULT_WEIGHT, MGD.DEFAULT_WEIGHT, CWD.DEFAULT_WEIGHT) == (0.02, 0.1, 0.02)
-    assert (L1Logit.DEFAULT_WEIGHT, L2Logit.DEFAULT_WEIGHT, AlignSoftTarget.DEFAULT_WEIGHT) == (1.0, 1.0, 1.0)
+    assert (L1Logit.DEFAULT_WEIGHT, L2Logit.DEFAULT_WEIGHT, AlignSoftTarget.DEFAULT_WEIGHT) == (1.0, 0.2, 0.01)
     assert DistillOptions(logit="l1", feature="mgd").weights() == {"kd_logit": 1.0, "kd_feature": 0.1}
     assert DistillOptions(feature="cwd").weights() == {"kd_feature": 0.02}
     assert DistillOptions(logit="ast", feature="cwd", feature_weight=0.5, logit_weight=2).weights() == \

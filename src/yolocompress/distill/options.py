@@ -33,15 +33,14 @@ class DistillOptions:
                                        "unpruned model", flag="--teacher", metavar="T.pt")
     logit: str | None = option(None, "logit distillation loss", flag="--kd-logit", choices=lambda: list(LOGIT_LOSSES))
     logit_weight: float | None = option(
-        None, "weight of the logit loss (default: the loss's own, DEFAULT_WEIGHT of its class: l1, l2 and ast 1; "
-              "docs/distillation.md)", flag="--kd-logit-weight", metavar="W")
+        None, "weight of the logit loss (default: the loss's own: l1 1, l2 0.2, ast 0.01; docs/distillation.md)", flag="--kd-logit-weight", metavar="W")
     obj_weighted: bool = option(False, "weight the l1/l2 logit loss by the teacher's objectness",
                                 flag="--kd-obj-weighted")
     feature: str | None = option(None, "feature distillation loss", flag="--kd-feature",
                                  choices=lambda: list(FEATURE_LOSSES))
     feature_weight: float | None = option(
         None, "weight of the feature loss (default: the loss's own: mimic 0.02, mgd 0.1, cwd 0.02, which put it "
-              "near 0.1-0.4 of the detection loss; docs/distillation.md)", flag="--kd-feature-weight", metavar="W")
+              "near 0.15-0.25 of the detection loss; docs/distillation.md)", flag="--kd-feature-weight", metavar="W")
     auto_weight: float | None = option(
         None, "choose each distillation weight on the first batches so that the term is SHARE of the detection "
               "loss (e.g. 0.25); replaces --kd-logit-weight/--kd-feature-weight; the chosen weights are logged "
