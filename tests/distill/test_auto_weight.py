@@ -78,9 +78,11 @@ def test_auto_weight_lands_the_share_each_epoch(setup, share):
                                               "kd_feature": rows[-1]["train/kd_feature_weight"]}, rel=1e-4)
 
 
-def test_auto_weight_measured_once_keeps_its_weight(setup):
-    """Without the per-epoch option the weight of the first batches stays for the whole run."""
-    rows, cb, _ = run(setup, "once", DistillOptions(logit="l2", auto_weight=0.3, auto_weight_batches=2))
+def test_auto_weight_measured_once_keeps_its_weight(setup, caplog):
+    """Without the per-epoch option the weight of the first batches stays for the whole run; it is logged."""
+    with caplog.at_level("INFO", logger="yolocompress"):
+        rows, cb, _ = run(setup, "once", DistillOptions(logit="l2", auto_weight=0.3, auto_weight_batches=2))
+    assert "--kd-auto-weight 0.3 (epoch 1, 2 batches): kd_logit weight" in caplog.text
     assert rows[0]["train/kd_logit_weight"] == rows[1]["train/kd_logit_weight"] > 0
     assert cb.auto.epoch == 0  # measured in epoch 1 only
 

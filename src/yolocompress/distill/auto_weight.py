@@ -49,8 +49,16 @@ class AutoWeight:
             if self.raw_sum[t] > 0 and math.isfinite(self.raw_sum[t]):
                 self.weights[t] = self.share * self.det_sum / self.raw_sum[t]
         if self.seen == self.batches:
-            chosen = ", ".join(f"{t} weight {self.weights.get(t, float('nan')):.4g}" for t in self.terms)
-            LOGGER.info(f"--kd-auto-weight {self.share:g} (epoch {self.epoch + 1}, {self.seen} batches): {chosen}")
+            self._log()
+
+    def end_epoch(self) -> None:
+        """An epoch shorter than `batches` ends the measurement's logging early (it goes on next epoch)."""
+        if 0 < self.seen < self.batches:
+            self._log()
+
+    def _log(self) -> None:
+        chosen = ", ".join(f"{t} weight {self.weights.get(t, float('nan')):.4g}" for t in self.terms)
+        LOGGER.info(f"--kd-auto-weight {self.share:g} (epoch {self.epoch + 1}, {self.seen} batches): {chosen}")
 
     def weight(self, term: str, fallback: float) -> float:
         return self.weights.get(term, fallback)

@@ -247,6 +247,8 @@ class DistillCallback(Callback):
 
     def on_epoch_end(self, trainer, epoch: int) -> dict:
         """The weights used (the last one of the epoch) as results.csv columns `train/kd_*_weight`."""
+        if self.auto is not None:
+            self.auto.end_epoch()
         return {f"train/{t}_weight": self.weight(t) for t in self.fixed_weights}
 
     def after_backward(self, trainer) -> None:
