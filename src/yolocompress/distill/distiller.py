@@ -21,6 +21,7 @@ from ..engine.options import model_stride
 from ..core.errors import CheckpointError, ConfigError
 from ..models.checkpoint import load_model
 from ..core.stats import count_params
+from .auto_weight import AutoWeight
 from .feature import build_feature_loss
 from .logit import Gains, build_logit_loss
 from .options import DistillOptions
@@ -28,6 +29,13 @@ from .schedule import KDSchedule
 
 LOGGER = logging.getLogger("yolocompress")
 TERMS = ("kd_logit", "kd_feature")
+
+
+def detection_loss(trainer, out) -> float:
+    """The per-image detection loss of this batch (box + obj + cls, as the trainer logs it), for auto-weighting."""
+    with torch.no_grad():
+        _, items = trainer.loss_fn([r.detach() for r in out.raw], out.targets.to(out.raw[0].device))
+    return float(items.sum())
 
 
 def freeze(model: nn.Module) -> nn.Module:
@@ -107,6 +115,9 @@ class DistillCallback(Callback):
             names=self._pairs(), **options.feature_options) if options.feature else None
         self.device = torch.device("cpu")
         self._schedule: KDSchedule | None = None
+        self.fixed_weights = options.weights()
+        self.auto = AutoWeight(options.auto_weight, options.auto_weight_batches, options.auto_weight_per_epoch,
+                               list(self.fixed_weights)) if options.auto_weight is not None else None
         LOGGER.info(self.describe())
 
     # ---- checks (before training) --------------------------------------------------------------------
@@ -154,11 +165,13 @@ class DistillCallback(Callback):
     def describe(self) -> str:
         o = self.options
         parts = [f"distillation from {self.teacher_name} ({count_params(self.teacher):,} params)"]
+        w = {t: (f"auto {o.auto_weight:g} of the detection loss" if o.auto_weight is not None else f"x{v:g}")
+             for t, v in self.fixed_weights.items()}
         if o.logit:
-            parts.append(f"logit {o.logit} x{o.logit_weight:g}" + (" (obj-weighted)" if o.obj_weighted else ""))
+            parts.append(f"logit {o.logit} {w['kd_logit']}" + (" (obj-weighted)" if o.obj_weighted else ""))
         if o.feature:
             n_adapt = sum(1 for a in self.feature_loss.adapters if isinstance(a.proj, nn.Conv2d))
-            parts.append(f"feature {o.feature} x{o.feature_weight:g} on student layers {self.layers} <- teacher "
+            parts.append(f"feature {o.feature} {w['kd_feature']} on student layers {self.layers} <- teacher "
                          f"{self.teacher_layers} ({n_adapt} adapter(s))")
         sched = o.schedule + (f" to x{o.final_ratio:g}" if o.schedule != "constant" else "")
         parts.append(f"schedule {sched}" + (f", off after epoch {o.stop_epoch}" if o.stop_epoch else ""))
@@ -216,14 +229,27 @@ class DistillCallback(Callback):
         if k == 0.0:  # switched off: skip the teacher, keep the columns
             return {n: torch.zeros((), device=out.imgs.device) for n in names}
         t_raw, t_feats = self.teacher_outputs(out.imgs)
-        terms = {}
+        raw = {}
         if self.logit_loss is not None:
-            terms["kd_logit"] = self.logit_loss(out.raw, t_raw) * (self.options.logit_weight * k)
+            raw["kd_logit"] = self.logit_loss(out.raw, t_raw)
         if self.feature_loss is not None:
             s = [out.features[i] for i in self.layers]
             t = [t_feats[j] for j in self.teacher_layers]
-            terms["kd_feature"] = self.feature_loss(s, t) * (self.options.feature_weight * k)
-        return terms
+            raw["kd_feature"] = self.feature_loss(s, t)
+        if self.auto is not None and self.auto.measuring(out.epoch):
+            self.auto.update(detection_loss(trainer, out), {n: float(v.detach()) for n, v in raw.items()})
+        return {n: v * (self.weight(n) * k) for n, v in raw.items()}
+
+    def weight(self, term: str) -> float:
+        """The term's weight now: measured by --kd-auto-weight, else the fixed one."""
+        fixed = self.fixed_weights[term]
+        return self.auto.weight(term, fixed) if self.auto is not None else fixed
+
+    def on_epoch_end(self, trainer, epoch: int) -> dict:
+        """The weights used (the last one of the epoch) as results.csv columns `train/kd_*_weight`."""
+        if self.auto is not None:
+            self.auto.end_epoch()
+        return {f"train/{t}_weight": self.weight(t) for t in self.fixed_weights}
 
     def after_backward(self, trainer) -> None:
         """Under DDP, average the adapters' gradients over ranks (they live outside the DDP-wrapped student)."""
@@ -244,7 +270,8 @@ class DistillCallback(Callback):
         """Adapters and generators (saved with the run, never in the exported model) and what they were built for."""
         sd = self.feature_loss.state_dict() if self.feature_loss is not None else {}
         return {"teacher": self.teacher_name, "options": asdict(self.options), "layers": self.layers,
-                "teacher_layers": self.teacher_layers, "feature_loss": {k: v.detach().cpu() for k, v in sd.items()}}
+                "teacher_layers": self.teacher_layers, "feature_loss": {k: v.detach().cpu() for k, v in sd.items()},
+                "auto_weight": self.auto.state_dict() if self.auto is not None else None}
 
     def load_state_dict(self, state: dict) -> None:
         if not state:
@@ -258,3 +285,5 @@ class DistillCallback(Callback):
                                   f"resume with the same --kd-* options")
         if self.feature_loss is not None:
             self.feature_loss.load_state_dict(state.get("feature_loss") or {})
+        if self.auto is not None and state.get("auto_weight"):
+            self.auto.load_state_dict(state["auto_weight"])

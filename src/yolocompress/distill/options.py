@@ -32,12 +32,25 @@ class DistillOptions:
     teacher: str | None = option(None, "teacher checkpoint (ours or official); in prune/compress 'auto' is the "
                                        "unpruned model", flag="--teacher", metavar="T.pt")
     logit: str | None = option(None, "logit distillation loss", flag="--kd-logit", choices=lambda: list(LOGIT_LOSSES))
-    logit_weight: float = option(1.0, "weight of the logit loss", flag="--kd-logit-weight")
+    logit_weight: float | None = option(
+        None, "weight of the logit loss (default: the loss's own: l1 1, l2 0.2, ast 0.01; docs/distillation.md)", flag="--kd-logit-weight", metavar="W")
     obj_weighted: bool = option(False, "weight the l1/l2 logit loss by the teacher's objectness",
                                 flag="--kd-obj-weighted")
     feature: str | None = option(None, "feature distillation loss", flag="--kd-feature",
                                  choices=lambda: list(FEATURE_LOSSES))
-    feature_weight: float = option(1.0, "weight of the feature loss", flag="--kd-feature-weight")
+    feature_weight: float | None = option(
+        None, "weight of the feature loss (default: the loss's own: mimic 0.02, mgd 0.1, cwd 0.02, which put it "
+              "near 0.15-0.25 of the detection loss; docs/distillation.md)", flag="--kd-feature-weight", metavar="W")
+    auto_weight: float | None = option(
+        None, "choose each distillation weight on the first batches so that the term is SHARE of the detection "
+              "loss (e.g. 0.25); replaces --kd-logit-weight/--kd-feature-weight; the chosen weights are logged "
+              "(console and results.csv train/kd_*_weight)", flag="--kd-auto-weight", metavar="SHARE")
+    auto_weight_per_epoch: bool = option(
+        False, "with --kd-auto-weight: measure again at the start of every epoch, so the share stays SHARE while "
+               "both losses fall", flag="--kd-auto-weight-per-epoch")
+    auto_weight_batches: int = option(
+        10, "with --kd-auto-weight: batches measured each time (the running estimate is used meanwhile)",
+        flag="--kd-auto-weight-batches", metavar="N")
     layers: list[int] | None = option(None, "student layers of the feature loss (default: the head's inputs)",
                                       flag="--kd-layers", metavar="I")
     teacher_layers: list[int] | None = option(None, "teacher layers paired with --kd-layers (default: the "
@@ -71,8 +84,15 @@ class DistillOptions:
             if name is not None and name not in table:
                 raise ConfigError(f"{flag} {name!r} is unknown; choose one of {', '.join(table)}")
         for flag, w in (("--kd-logit-weight", self.logit_weight), ("--kd-feature-weight", self.feature_weight)):
-            if not w >= 0:
+            if w is not None and not w >= 0:
                 raise ConfigError(f"{flag} must be >= 0, got {w}")
+        if self.auto_weight is not None and not 0 < self.auto_weight <= 10:
+            raise ConfigError(f"--kd-auto-weight is the distillation term's share of the detection loss: give a "
+                              f"value in (0, 10], e.g. 0.25; got {self.auto_weight}")
+        if self.auto_weight is None and self.auto_weight_per_epoch:
+            raise ConfigError("--kd-auto-weight-per-epoch needs --kd-auto-weight SHARE")
+        if self.auto_weight_batches < 1:
+            raise ConfigError(f"--kd-auto-weight-batches must be >= 1, got {self.auto_weight_batches}")
         if self.obj_weighted and "obj_weighted" not in self._takes(self.logit, LOGIT_LOSSES):
             raise ConfigError("--kd-obj-weighted applies to --kd-logit "
                               + " or ".join(n for n, c in LOGIT_LOSSES.items() if "obj_weighted" in loss_options(c))
@@ -85,6 +105,15 @@ class DistillOptions:
         KDSchedule(self.schedule, 1, self.final_ratio)  # validates kind and ratio
         self._route_options()
         return self
+
+    def weights(self) -> dict[str, float]:
+        """The fixed weight of each chosen term: the one given, else the loss class's DEFAULT_WEIGHT."""
+        out = {}
+        for term, name, given, table in (("kd_logit", self.logit, self.logit_weight, LOGIT_LOSSES),
+                                         ("kd_feature", self.feature, self.feature_weight, FEATURE_LOSSES)):
+            if name is not None:
+                out[term] = float(table[name].DEFAULT_WEIGHT if given is None else given)
+        return out
 
     @staticmethod
     def _takes(name, table) -> list[str]:
