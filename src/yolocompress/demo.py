@@ -83,7 +83,7 @@ def run_demo(opts: DemoOptions, workers: int = 2) -> dict:
                             imgsz=recipe.imgsz, device=device, workers=workers, hyp=str(hyp_file), project=str(root),
                             name="3-compress")
     comp = compress_command(base["best"], PruneOptions(method="lamp", speedup=2.0, report_batch=32), finetune,
-                            distill=DistillOptions(teacher="auto", logit="l2"))
+                            distill=DistillOptions(teacher="auto", logit="l2", logit_weight=1.0))
     bench = runner.run("4-bench", lambda d, r: bench_command(BenchOptions(
         weights=[base["best"], comp["best"]], data=data, imgsz=recipe.imgsz, batch_size=32, device=device,
         workers=workers, project=str(root), name=d.name, exist_ok=True)))
