@@ -100,7 +100,9 @@ def measure_entry(family: str, yaml_name: str, modules: str, a) -> dict:
         except Exception as e:  # one row says what failed; the table goes on
             row[method] = {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"}
             continue
-        kept = [s for s in out.skipped if s.get("layer") in own]
+        prefixes = tuple(f"model.{i}." for i in own)
+        kept = [s for s in out.skipped if s.get("layer") in own
+                or any(f"{h}.".startswith(prefixes) for h in s.get("holds", ()))]
         row[method] = {"speedup": out.speedup_gflops, "params_after": out.params_after,
                        "gflops_after": out.gflops_after,
                        "family_share": 1 - conv_channels(out.model, own) / max(row["channels_before"], 1),
@@ -129,8 +131,9 @@ def onnx_status(model: nn.Module, imgsz: int) -> str:
 def markdown(rows: list[dict], meta: dict) -> str:
     head = ("| model | family channels pruned | GFLOPs before -> after (ratio) | params before / after | "
             "CPU ms before / after | ONNX of the pruned model | kept whole (reason) |")
-    lines = [f"Measured by `{meta['command']}` at commit {meta['commit']}, {meta['machine']}, {meta['date']}; "
-             f"GFLOPs and latency at {meta['imgsz']} px, batch 1, target {meta['speedup']}x GFLOPs.", "", head,
+    runs = "; then ".join(f"`{r['command']}` at commit {r['commit']} ({r['date']})" for r in meta["runs"])
+    lines = [f"Measured by {runs}, {meta['machine']}; GFLOPs and latency at {meta['imgsz']} px, batch 1, "
+             f"target {meta['speedup']}x GFLOPs, lamp, random initialisation (seed 0).", "", head,
              "|" + "---|" * 7]
     for r in rows:
         def share(method):
@@ -174,9 +177,11 @@ def main(argv=None):
     results = json.loads(out.read_text()) if out.is_file() else {"rows": {}}
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                             cwd=ROOT).stdout.strip()
-    results["meta"] = {"command": "python benchmarks/gallery_bench.py " + " ".join(argv or sys.argv[1:]),
-                       "commit": commit, "machine": f"2-core CPU VM ({platform.processor() or platform.machine()})",
-                       "date": time.strftime("%Y-%m-%d"), "imgsz": a.imgsz, "speedup": a.speedup}
+    run = {"command": "python benchmarks/gallery_bench.py " + " ".join(argv or sys.argv[1:]), "commit": commit,
+           "date": time.strftime("%Y-%m-%d")}
+    results["meta"] = {"runs": results.get("meta", {}).get("runs", []) + [run],
+                       "machine": f"2-core CPU VM ({platform.processor() or platform.machine()}), shared",
+                       "imgsz": a.imgsz, "speedup": a.speedup}
     for family, yaml_name, modules in gallery():
         if family in KNOWN_BAD or (a.only and yaml_name not in a.only) or \
                 (yaml_name in results["rows"] and not (a.redo and a.only)):
