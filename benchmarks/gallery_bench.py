@@ -144,9 +144,10 @@ def markdown(rows: list[dict], meta: dict) -> str:
              if "speedup" in lamp else f"{r['gflops_before']:.2f}")
         p = f"{r['params_before']:,} / {lamp['params_after']:,}" if "params_after" in lamp else f"{r['params_before']:,}"
         lat = "{:.1f} / {:.1f}".format(*r["latency_ms"]) if "latency_ms" in r else ""
+        onnx = r["onnx"] if "speedup" in lamp else f"(unpruned model) {r['onnx']}"
         kept = "; ".join(sorted({k for m in METHODS for k in r.get(m, {}).get("kept", [])})) or "none"
         lines.append(f"| {r['yaml'].removesuffix('.yaml')} | {share('lamp')} | {g} | {p} | "
-                     f"{lat} | {r['onnx']} | {kept} |")
+                     f"{lat} | {onnx} | {kept} |")
     return "\n".join(lines)
 
 
@@ -169,6 +170,7 @@ def main(argv=None):
     ap.add_argument("--only", nargs="*", default=None, help="gallery yaml names (default: all)")
     ap.add_argument("--redo", action="store_true", help="measure the --only rows again even if the file has them")
     ap.add_argument("--write-doc", action="store_true", help="write the table into docs/custom-modules.md")
+    ap.add_argument("--render", action="store_true", help="measure nothing: print (and --write-doc) the table")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     logging.basicConfig(level=logging.ERROR)
@@ -177,6 +179,12 @@ def main(argv=None):
     results = json.loads(out.read_text()) if out.is_file() else {"rows": {}}
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                             cwd=ROOT).stdout.strip()
+    if a.render:
+        table = markdown([results["rows"][y] for _, y, _ in gallery() if y in results["rows"]], results["meta"])
+        print(table)
+        if a.write_doc:
+            write_doc(table)
+        return
     run = {"command": "python benchmarks/gallery_bench.py " + " ".join(argv or sys.argv[1:]), "commit": commit,
            "date": time.strftime("%Y-%m-%d")}
     results["meta"] = {"runs": results.get("meta", {}).get("runs", []) + [run],

@@ -16,8 +16,26 @@ from .gallery import DEFORMABLE, GALLERY, IMGSZ, KNOWN_BAD, PRUNE_METHODS
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
 WORKING = [e for e in GALLERY if e.family not in KNOWN_BAD]
-# Families whose own channels do not prune yet on this code, with the reason (docs/custom-modules.md's table)
-NOT_PRUNED_YET: dict[str, str] = {}
+# Gallery models whose own channels do not prune yet on this code, with what happens (docs/custom-modules.md's
+# table). Strict: a fix makes the test pass and fail as XPASS, so that the entry is removed here.
+NOT_PRUNED_YET = {
+    "yolov5n-c2f": "the forward pass fails after pruning (C2f's chained bottlenecks on the chunk)",
+    "yolov7-tiny-c2f": "the forward pass fails after pruning (C2f's chained bottlenecks on the chunk)",
+    "yolov5n-c2f-split": "the split pieces are pruned unequally, which `c` (one int) cannot hold",
+    "yolov7-tiny-c2f-split": "the split pieces are pruned unequally, which `c` (one int) cannot hold",
+    "yolov5n-dcn": "DeformConv2d's weight is an unwrapped parameter to Torch-Pruning: the group is kept whole",
+    "yolov7-tiny-dcn": "DeformConv2d's weight is an unwrapped parameter to Torch-Pruning: the group is kept whole",
+    "yolov5n-transformer": "Torch-Pruning cannot trace C3TR (nn.MultiheadAttention): the layer is kept whole",
+    "yolov7-tiny-transformer": "Torch-Pruning cannot trace C3TR (nn.MultiheadAttention): the layer is kept whole",
+    "yolov5n-mhsa": "pruning breaks `c // heads` in MHSA's view: the group is kept whole",
+    "yolov7-tiny-gsconv": "the channel shuffle is not followed: the forward pass fails after pruning",
+}
+
+
+def _prune_cases():
+    for e in WORKING:
+        reason = NOT_PRUNED_YET.get(e.id)
+        yield pytest.param(e, id=e.id, marks=[pytest.mark.xfail(strict=True, reason=reason)] if reason else [])
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +88,7 @@ def test_gallery_model_trains_validates_reloads_and_exports(entry, gallery_regis
 
 
 @pytest.mark.parametrize("method", PRUNE_METHODS)
-@pytest.mark.parametrize("entry", [e for e in WORKING if e.family not in NOT_PRUNED_YET], ids=lambda e: e.id)
+@pytest.mark.parametrize("entry", list(_prune_cases()))
 def test_gallery_model_prunes_and_stays_deployable(entry, method, gallery_registry, validator, tmp_path):
     model = gallery.build(entry)
     own = gallery.family_layers(model, entry)
