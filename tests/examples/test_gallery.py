@@ -22,7 +22,7 @@ NOT_PRUNED_YET = {
     "yolov5n-c2f-split": "the split pieces are pruned unequally, which `c` (one int) cannot hold",
     "yolov7-tiny-c2f-split": "the split pieces are pruned unequally, which `c` (one int) cannot hold",
     "yolov5n-mhsa": "pruning breaks `c // heads` in MHSA's view: the group is kept whole",
-    "yolov5n-gsconv": "VoVGSCSP cannot be traced (ZeroDivisionError in the graph since d952674): kept whole",
+    "yolov5n-gsconv": "VoVGSCSP cannot be traced (ZeroDivisionError; it pruned before 1733770..d952674): kept whole",
     "yolov7-tiny-gsconv": "the channel shuffle is not followed: the forward pass fails after pruning",
 }
 
