@@ -101,18 +101,18 @@ def test_tradeoff_plot_axis_has_its_unit_and_labels_stay_inside(tmp_path):
     drawn = {}
     real_savefig = matplotlib.figure.Figure.savefig
 
-    def keep(fig, *a, **kw):
-        drawn["fig"] = fig
-        return real_savefig(fig, *a, **kw)
+    def keep(fig, *a, **kw):  # measure the labels as drawn, before the figure is closed
+        out = real_savefig(fig, *a, **kw)
+        renderer = fig.canvas.get_renderer()
+        drawn["texts"] = [(t.get_text(), t.get_window_extent(renderer)) for t in fig.axes[0].texts]
+        drawn["width"], drawn["xlabel"] = fig.bbox.width, fig.axes[0].get_xlabel()
+        return out
 
     import pytest
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(matplotlib.figure.Figure, "savefig", keep)
         plots.plot_tradeoff(rows, "Inference Time (bs 32)", "mAP50-95", tmp_path / "p.png")
-    fig = drawn["fig"]
-    renderer = fig.canvas.get_renderer()
-    width = fig.bbox.width
-    for text in fig.axes[0].texts:
-        box = text.get_window_extent(renderer)
-        assert 0 <= box.x0 and box.x1 <= width, text.get_text()
-    assert fig.axes[0].get_xlabel() == "Inference Time (ms per batch of 32)"
+    assert len(drawn["texts"]) == 2
+    for text, box in drawn["texts"]:
+        assert 0 <= box.x0 and box.x1 <= drawn["width"], text
+    assert drawn["xlabel"] == "Inference Time (ms per batch of 32)"
