@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import torch
 import yaml
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, get_worker_info
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from ..core.hyp import Hyp
 from ..core.errors import DataError
@@ -217,10 +217,16 @@ class YoloDataset(Dataset):
             self.files = [self.files[i] for i in order]
             self.labels = [self.labels[i] for i in order]
             self.shapes = self.shapes[order]
+        self.seed = self.stream_seed = seed  # items draw from (stream_seed, index); see set_epoch
         self.rng = np.random.default_rng(seed)
         self.image_cache = None  # set after it is filled: filling it calls load_image
         if cache_images:
             self.image_cache = ImageCache(self.files, cache_images, self.load_image, prefix)
+
+    def set_epoch(self, epoch: int, seed: int | None = None) -> None:
+        """Draw this epoch's augmentation (as `DistributedSampler.set_epoch` draws its order): call it before each
+        pass over the loader; without it, every pass augments each image the same way."""
+        self.stream_seed = int(np.random.SeedSequence([self.seed if seed is None else seed, epoch]).generate_state(1)[0])
 
     def __len__(self) -> int:
         return len(self.files)
@@ -251,6 +257,9 @@ class YoloDataset(Dataset):
         return mosaic4(images, [self.labels[i] for i in idx], self.img_size, self.rng, self.hyp)
 
     def __getitem__(self, index: int):
+        # each item's augmentation follows from (stream seed, index) alone: the same in any worker process, so
+        # the number of loader workers (which follows the machine's core count) never changes a run
+        self.rng = np.random.default_rng([self.stream_seed, index])
         hyp, rng = self.hyp, self.rng
         shapes = None
         if self.mosaic and rng.random() < hyp.mosaic:
@@ -289,13 +298,11 @@ class YoloDataset(Dataset):
 
 
 def seed_worker(worker_id: int) -> None:
-    """Give each loader worker its own reproducible streams, derived from the loader's seeded generator."""
+    """Seed each loader worker's global streams from the loader's seeded generator (the dataset itself draws
+    from per-item streams, see `YoloDataset.__getitem__`; this covers code that uses the global ones)."""
     seed = torch.initial_seed()
     np.random.seed(seed % 2**32)
     random.seed(seed)
-    info = get_worker_info()
-    if info is not None and hasattr(info.dataset, "rng"):
-        info.dataset.rng = np.random.default_rng(seed)
 
 
 def create_dataloader(files, img_size: int, batch_size: int, stride: int, hyp: Hyp | None = None,

@@ -357,7 +357,7 @@ class Trainer:
         sampler = getattr(self.train_loader, "sampler", None)
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)
-        self.train_set.rng = np.random.default_rng(seed)
+        self.train_set.set_epoch(epoch, self.opts.seed + max(self.rank, 0))
         random.seed(seed)
         np.random.seed(seed % 2**32)
 
