@@ -7,7 +7,6 @@ of one folder, so running the demo again continues where it stopped.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 

@@ -137,6 +137,9 @@ def _names(data: dict, source: Path) -> list[str]:
 
 def load_data_config(path: str | Path) -> DataConfig:
     """Read a YOLOv5/YOLOv7 dataset yaml and resolve every split to its list of image files."""
+    if not str(path or "").strip():
+        raise DataError("--data DATA.yaml is required: a dataset yaml with path/train/val/names "
+                        "(`yolocompress demo-data OUT` writes an example)")
     src = Path(path).expanduser()
     if not src.is_file():
         raise DataError(f"dataset yaml not found: {src}; pass a data.yaml with path/train/val/names "

@@ -23,7 +23,7 @@ CACHE_MODES = ("ram", "disk")
 class TrainOptions:
     """Training"""
 
-    data: str = data_option()
+    data: str = data_option(required=False)  # --resume restores it from the run
     epochs: int = option(100, "training epochs", type=positive_int)
     batch_size: int = batch_option(16)
     imgsz: int = imgsz_option()

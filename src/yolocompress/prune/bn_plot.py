@@ -15,7 +15,7 @@ from ..core.rundir import publish
 THRESHOLD = 1e-2  # |gamma| (or group norm) under this counts as "sparse"
 BINS_PER_DECADE = 20
 HIST_EDGES = np.logspace(-4, 1, 5 * BINS_PER_DECADE + 1)  # fixed, so that epochs line up; 1e-2 is an edge
-MAX_PLOT_ROWS = 12
+MAX_PLOT_ROWS = 40
 
 
 def histogram(values: np.ndarray, edges: np.ndarray = HIST_EDGES) -> list[int]:
