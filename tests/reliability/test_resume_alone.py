@@ -15,7 +15,7 @@ from .helpers import FAST, assert_one_line_error, make_inputs, run_cli
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 EPOCHS = 2
-PRUNE = ["--method", "l1", "--speedup", "1.5", "--report-batch", "2"]
+PRUNE = ["--method", "l1", "--speedup", "1.5", "--max-steps", "2", "--report-batch", "2"]
 
 
 @pytest.fixture(scope="module")

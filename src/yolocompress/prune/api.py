@@ -19,6 +19,7 @@ from ..core.device import select_device
 from ..core.errors import CheckpointError, ConfigError, YoloCompressError
 from ..core.hyp import Hyp
 from ..core.rundir import increment_path
+from ..core.runlog import log_file
 from ..core.stats import DEFAULT_LATENCY_ROUNDS, interleaved_latency, latency_key, measure_latency
 from ..data.dataset import create_dataloader, load_data_config
 from ..distill.api import distill_callbacks_factory
@@ -158,7 +159,8 @@ def prune_and_save(weights, prune: PruneOptions, train: TrainOptions, distill: D
     validator = Validator(data, imgsz, train.batch_size, device, train.workers, stride=stride)
     baseline = measure_row(base_model, f"baseline ({Path(baseline_weights or weights).name})",
                            validator=validator, imgsz=imgsz, batch=prune.report_batch, device=device)
-    outcome = prune_model(model, prune, train, data, hyp, device, imgsz, save_dir)
+    with log_file(save_dir / "prune.log"):  # every step's line goes there; the console shows a progress bar
+        outcome = prune_model(model, prune, train, data, hyp, device, imgsz, save_dir)
     model = outcome.model
     model.zero_grad(set_to_none=True)
     meta = {"pruned": True, "method": prune.method, "speedup": prune.speedup, "speedup_metric": prune.speedup_metric,
@@ -312,8 +314,8 @@ def write_prune_report(result, meta: dict, save_dir: Path, prune: PruneOptions, 
         plot_channels(per_layer, save_dir / "channels.png")
     except Exception as e:  # a plot must never cost the user their run
         LOGGER.warning(f"channels.png not written: {e}")
-    print(paths["md"].read_text())
-    print(f"results saved to {save_dir}")
+    shown = paths["md"].read_text().split("\n## Channels per layer")[0].rstrip()  # 60+ lines: in the files only
+    print(f"{shown}\n\nchannels per layer: {paths['md']}, {save_dir / 'channels.png'}\nresults saved to {save_dir}")
     return {"save_dir": str(save_dir), "pruned": str(save_dir / "pruned.pt"), "best": str(weights),
             "method": meta["method"], "speedup_target": meta["speedup"], "reached": summary["reached"],
             "steps": summary.get("steps"), "params": row["Parameters"], "gflops": row["GFLOPs"],
