@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,31 @@ from .report.tables import compare_rows, markdown_table, write_report
 LOGGER = logging.getLogger("yolocompress")
 
 
+def _label_parts(w) -> list[str]:
+    """Folder names from the file up, `weights/` left out: `runs/compress/a/3-finetune/weights/best.pt` ->
+    [best.pt, 3-finetune, a, compress, runs]."""
+    parts = list(reversed(Path(w).parts))
+    return [parts[0]] + [p for p in parts[1:] if p != "weights"]
+
+
+def bench_labels(weights: list) -> list[str]:
+    """Short names that tell the models apart: a file of a run's weights/ is named by the run folder and the file
+    (`exp3/best.pt`), any other file by its name (`yolov5n.pt`), with the run's own folder in front when the
+    folder is a stage of a compress or demo run (`a/3-finetune/best.pt`), and more parent folders where two
+    labels would still be the same."""
+    parts = [_label_parts(w) for w in weights]
+    in_run = [Path(w).parent.name == "weights" for w in weights]  # else the file name alone, unless it clashes
+    depth = [(3 if len(p) > 2 and re.match(r"\d+-", p[1]) else 2) if run else 1 for p, run in zip(parts, in_run)]
+    while True:
+        labels = ["/".join(reversed(p[:d])) for p, d in zip(parts, depth)]
+        clashes = {lb for lb in labels if labels.count(lb) > 1}
+        grow = [i for i, lb in enumerate(labels) if lb in clashes and depth[i] < len(parts[i])]
+        if not grow:
+            return labels
+        for i in grow:
+            depth[i] += 1
+
+
 def bench_models(weights: list, data: str, imgsz: int = 640, batch_size: int = 32, device: str = "",
                  half: bool = False, workers: int = 8, labels: list | None = None,
                  latency_rounds: int = DEFAULT_LATENCY_ROUNDS) -> tuple[list[dict], str]:
@@ -34,8 +60,7 @@ def bench_models(weights: list, data: str, imgsz: int = 640, batch_size: int = 3
     stride = max(model_stride(m) for m in models)
     imgsz = check_imgsz(imgsz, stride)
     validator = Validator(d, imgsz, batch_size, device, workers, stride=stride)
-    labels = labels or [Path(w).parent.parent.name + "/" + Path(w).name if Path(w).parent.name == "weights"
-                        else Path(w).name for w in weights]
+    labels = labels or bench_labels(weights)
     rows = []
     for label, m in zip(labels, models):
         LOGGER.info(f"bench: {label}")

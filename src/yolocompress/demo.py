@@ -7,7 +7,6 @@ of one folder, so running the demo again continues where it stopped.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,9 +55,10 @@ QUICK = DemoRecipe(n_train=48, n_val=16, imgsz=64, epochs=2, finetune_epochs=1, 
 def run_demo(opts: DemoOptions, workers: int = 2) -> dict:
     quick, out, device = opts.quick, opts.out, opts.device
     recipe = QUICK if quick else FULL
-    if str(device) == "cpu" and (os.cpu_count() or 1) <= 2:
-        # on a 2-core machine one intra-op thread leaves the other core to the data-loader workers; two threads
-        # fighting them over the cores made the demo several times slower in our runs
+    if str(device) == "cpu":
+        # one intra-op thread on every machine: the thread count changes the order of float sums, so the same demo
+        # gave other numbers on machines with more cores (docs/benchmarks.md, "What varies"); on a 2-core machine
+        # it is also the fast choice (it leaves the other core to the data-loader workers)
         torch.set_num_threads(1)
     root = Path(out) / ("quick" if quick else "full")
     runner = StageRunner(root)

@@ -12,10 +12,11 @@ import json
 import logging
 from pathlib import Path
 
-from .core.errors import ConfigError
+from .core.errors import CheckpointError, ConfigError
 from .core.hyp import Hyp
 from .core.options import flat_settings
 from .core.rundir import atomic_write_text
+from .core.runrecord import mark_finished, newest_interrupted, options_record, read_record, restore, write_record
 from .data.dataset import load_data_config
 from .distill.options import DistillOptions
 from .engine.api import train
@@ -49,8 +50,37 @@ def _check_settings(save_dir: Path, settings: dict) -> None:
         atomic_write_text(path, json.dumps(settings, indent=1, default=str))
 
 
-def compress_command(weights: str, prune: PruneOptions, train_opts: TrainOptions, sparse: SparseOptions | None = None,
-                     distill: DistillOptions | None = None, sparse_epochs: int | None = None) -> dict:
+def _resumed(resume, train_opts: TrainOptions) -> tuple:
+    """(weights, prune, train_opts, sparse, distill, sparse_epochs) of the compress run `--resume` names (a folder;
+    True: the newest interrupted one under the project), from its run.json."""
+    if resume in (True, "True"):
+        folder = newest_interrupted(train_opts.project, "compress")
+        if folder is None:
+            raise CheckpointError(f"--resume: no interrupted compress run under {train_opts.project} (finished runs "
+                                  f"are not resumed); give the folder of the run to resume")
+    else:
+        folder = Path(resume)
+    record = read_record(folder)
+    if record is None or record.get("run") != "compress":
+        what = "no compress run" if record is None else f"a {record.get('run')} run, not a compress run"
+        raise CheckpointError(f"--resume {resume}: {what} in {folder} (it has no run.json of compress); running the "
+                              f"original compress command again also resumes it")
+    saved = record.get("options") or {}
+    LOGGER.info(f"compress: resuming {folder} with its saved options")
+    return (record["weights"], restore(PruneOptions, saved.get("prune")),
+            restore(TrainOptions, saved.get("train"), runtime=train_opts), restore(SparseOptions, saved.get("sparse")),
+            restore(DistillOptions, saved.get("distill")), record.get("sparse_epochs"))
+
+
+def compress_command(weights: str | None, prune: PruneOptions, train_opts: TrainOptions,
+                     sparse: SparseOptions | None = None, distill: DistillOptions | None = None,
+                     sparse_epochs: int | None = None, resume=None) -> dict:
+    """Run `yolocompress compress`; `resume` (a run folder, or True for the newest interrupted compress run
+    under the project) takes the weights and every option from that run's run.json."""
+    if resume:
+        weights, prune, train_opts, sparse, distill, sparse_epochs = _resumed(resume, train_opts)
+    elif not weights:
+        raise ConfigError("compress: --weights W.pt is required (the trained model to compress), except with --resume")
     method = prune.row  # an unknown method fails before anything is written
     sparse = dataclasses.replace(sparse or SparseOptions(), method=prune.method)
     distill = distill or DistillOptions()
@@ -58,6 +88,9 @@ def compress_command(weights: str, prune: PruneOptions, train_opts: TrainOptions
     save_dir.mkdir(parents=True, exist_ok=True)
     _check_settings(save_dir, {"weights": weights, "sparse_epochs": sparse_epochs,
                                **flat_settings(train_opts, prune, sparse, distill)})
+    if read_record(save_dir) is None:
+        write_record(save_dir, "compress", weights=str(weights), sparse_epochs=sparse_epochs,
+                     options=options_record(prune=prune, train=train_opts, sparse=sparse, distill=distill))
     runner = StageRunner(save_dir)
     base = str(Path(weights).resolve())
     current = base
@@ -90,7 +123,9 @@ def compress_command(weights: str, prune: PruneOptions, train_opts: TrainOptions
                                                                         pruned, meta, base), resumable=True)
         res = TrainResult(Path(result["save_dir"]), Path(result["best"]), Path(result["last"]), {},
                           int(result["epochs_done"]))
-    return runner.run("4-report", lambda d, r: write_prune_report(res, meta, save_dir, prune, train_opts, data))
+    summary = runner.run("4-report", lambda d, r: write_prune_report(res, meta, save_dir, prune, train_opts, data))
+    mark_finished(save_dir)
+    return summary
 
 
 def _finetune_stage(stage_dir: Path, resuming: bool, prune: PruneOptions, train_opts: TrainOptions, distill,

@@ -77,3 +77,14 @@ def test_errors_are_one_line(tmp_path, make_split, text, needle):
 def test_missing_yaml(tmp_path):
     with pytest.raises(YoloCompressError, match="dataset yaml not found"):
         load_data_config(tmp_path / "nope.yaml")
+
+
+def test_download_key_says_nothing_is_downloaded_and_where_to_put_the_data(tmp_path):
+    text = "path: ../datasets/coco128\ntrain: images/train2017\nval: images/train2017\nnames: [a]\n" \
+           "download: https://example.invalid/coco128.zip\n"
+    with pytest.raises(DataError, match=r"train path 'images/train2017' not found .*'download:' entry, but "
+                                        r"yolocompress downloads nothing: .*place its train images in "
+                                        r".*coco128/images/train2017 with their YOLO label files in "
+                                        r".*coco128/labels/train2017") as e:
+        load_data_config(_yaml(tmp_path, text))
+    assert "\n" not in str(e.value)

@@ -92,9 +92,13 @@ def test_all_images_unusable_is_an_error(tmp_path):
 
 
 def _batches(files, seed, workers):
-    loader, _ = create_dataloader(files, 64, 2, 32, Hyp(), augment=True, workers=workers, shuffle=True,
-                                  seed=seed, nc=3, prefix="train")
-    return [(b[0].clone(), b[1].clone(), b[2]) for epoch in range(2) for b in loader]
+    loader, ds = create_dataloader(files, 64, 2, 32, Hyp(), augment=True, workers=workers, shuffle=True,
+                                   seed=seed, nc=3, prefix="train")
+    out = []
+    for epoch in range(2):
+        ds.set_epoch(epoch)
+        out += [(b[0].clone(), b[1].clone(), b[2]) for b in loader]
+    return out
 
 
 def _same(a, b):
@@ -128,3 +132,9 @@ def test_distributed_uses_a_distributed_sampler(tmp_path, make_split):
         assert sum(len(b[0]) for b in loader) == 4
     finally:
         dist.destroy_process_group()
+
+
+def test_batches_do_not_depend_on_the_worker_count(tmp_path, make_split):
+    """Workers follow the machine's cores (min(cpus, batch, --workers)): a run must not change with them."""
+    files = make_split(tmp_path, n=6)
+    assert _same(_batches(files, 3, 0), _batches(files, 3, 2))

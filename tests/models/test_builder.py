@@ -185,3 +185,31 @@ def test_yaml_file_on_disk_matches_shipped_config(tmp_path):
     path.write_text(yaml.safe_dump({k: v for k, v in cfg.items() if k != "yaml_file"}))
     a, b = Model(str(path)), Model(copy.deepcopy(cfg))
     assert count_params(a) == count_params(b) and a.yaml["yaml_file"] == "mine.yaml"
+
+
+YOLOV8N_YAML = """
+nc: 80
+scales:
+  n: [0.33, 0.25, 1024]
+backbone:
+  - [-1, 1, Conv, [64, 3, 2]]
+  - [-1, 3, C2f, [128, True]]
+  - [-1, 1, SPPF, [1024, 5]]
+head:
+  - [-1, 1, nn.Upsample, [None, 2, "nearest"]]
+  - [[1, 2, 3], 1, Detect, [nc]]
+"""
+
+
+def test_yolov8_yaml_says_anchor_free_is_not_supported(tmp_path):
+    path = tmp_path / "yolov8n.yaml"
+    path.write_text(YOLOV8N_YAML)
+    with pytest.raises(ConfigError, match=r"yolov8n.yaml: a YOLOv8-style \(anchor-free\) config.*not support.*"
+                                          r"yolov5n.yaml") as e:
+        Model(str(path))
+    assert "\n" not in str(e.value)
+    import yaml
+    cfg = yaml.safe_load(YOLOV8N_YAML)
+    del cfg["scales"]  # the anchor-free Detect alone is recognised too
+    with pytest.raises(ConfigError, match="anchor-free"):
+        Model(cfg)

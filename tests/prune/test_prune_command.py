@@ -197,3 +197,11 @@ def test_report_times_baseline_and_pruned_model_together(run, demo, monkeypatch)
     base_ms, pruned_ms, how = api._time_side_by_side({**meta, "baseline_weights": str(demo.root / "gone.pt")},
                                                      pruned, 10, IMGSZ, 2, "cpu")
     assert base_ms == meta["baseline"][key] and pruned_ms == 7.0 and "baseline timed before pruning" in how
+
+
+def test_console_shows_the_summary_and_the_files_keep_every_step_and_channel(run):
+    """The 60-line channel table and the per-step lines stay in report.md and prune.log, off the console."""
+    assert "## Channels per layer" in (run.save_dir / "report.md").read_text()
+    assert "## Channels per layer" not in run.stdout and "channels per layer: " in run.stdout
+    steps = [ln for ln in (run.save_dir / "prune.log").read_text().splitlines() if "prune step " in ln]
+    assert len(steps) == run.result["steps"] >= 1

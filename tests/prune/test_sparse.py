@@ -184,7 +184,7 @@ def _args(tmp_path, data, weights, *extra) -> dict:
 
 def test_resuming_a_run_that_is_not_sparse_training_is_refused(tmp_path):
     last = save_checkpoint(tmp_path / "run" / "weights" / "last.pt", _model(), train_state={"epoch": 0}, meta={})
-    with pytest.raises(CheckpointError, match="not a sparse-training run"):
+    with pytest.raises(CheckpointError, match="a train run, not a sparse run; resume it with `yolocompress train --resume"):
         sparse.sparse_command(**_args(tmp_path, "data.yaml", last, "--resume", str(last)))
 
 

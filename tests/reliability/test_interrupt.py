@@ -64,9 +64,11 @@ def _kill_after_epoch(argv, run: Path, epoch: int = 1):
     _kill_when(argv, lambda _: max(_epochs(run), default=-1) >= epoch, run.parent / "killed.log")
 
 
-def _kill_while_pruning(argv, log: Path) -> str:
-    """SIGKILL a prune/compress run right after its first pruning step (dozens of steps remain)."""
-    return _kill_when(argv, lambda text: "prune step 1/" in text, log)
+def _kill_while_pruning(argv, log: Path, run: Path) -> str:
+    """SIGKILL a prune/compress run right after its first pruning step (dozens of steps remain), which its
+    prune.log records (the console shows a progress bar instead)."""
+    prune_log = run / "prune.log"
+    return _kill_when(argv, lambda _: prune_log.is_file() and "prune step 1/" in prune_log.read_text(), log)
 
 
 def _assert_complete(run: Path):
@@ -158,7 +160,7 @@ def test_prune_killed_in_pruning_loop_resumes(inputs, tmp_path, capsys, caplog):
     project = tmp_path / "runs"
     run = project / "exp"
     args = ["prune", "--weights", inputs["weights"], *PRUNE, *_train_args(inputs, project)]
-    _kill_while_pruning(args, tmp_path / "killed.log")
+    _kill_while_pruning(args, tmp_path / "killed.log", run)
     assert run.is_dir() and not (run / "pruned.pt").exists()
     with caplog.at_level(logging.INFO, logger="yolocompress"):
         rc, err = run_cli(capsys, [*args, "--resume", run])
@@ -199,8 +201,8 @@ def _compress_args(inputs, project):
 def test_compress_killed_while_pruning_redoes_only_that_stage(inputs, tmp_path, capsys, caplog):
     project = tmp_path / "runs"
     args = _compress_args(inputs, project)
-    _kill_while_pruning(args, tmp_path / "killed.log")
     stage = project / "c" / "2-prune"
+    _kill_while_pruning(args, tmp_path / "killed.log", stage)
     assert stage.is_dir() and not (stage / "DONE.json").exists()
     with caplog.at_level(logging.INFO, logger="yolocompress"):
         rc, err = run_cli(capsys, args)

@@ -81,3 +81,38 @@ def test_bench_refuses_zero_latency_rounds(capsys):
     with pytest.raises(SystemExit) as e:
         main(["bench", "--weights", "a.pt", "--data", "d.yaml", "--latency-rounds", "0"])
     assert e.value.code == 2 and "--latency-rounds: must be a positive integer" in capsys.readouterr().err
+
+
+def test_bench_labels_tell_compress_runs_apart():
+    from yolocompress.bench import bench_labels
+    ws = ["runs/compress/lamp2x/3-finetune/weights/best.pt", "runs/compress/lamp3x/3-finetune/weights/best.pt",
+          "runs/train/exp/weights/best.pt", "elsewhere/exp/weights/best.pt", "runs/train/exp2/weights/last.pt",
+          "yolov5n.pt"]
+    assert bench_labels(ws) == ["lamp2x/3-finetune/best.pt", "lamp3x/3-finetune/best.pt", "train/exp/best.pt",
+                                "elsewhere/exp/best.pt", "exp2/last.pt", "yolov5n.pt"]
+
+
+def test_tradeoff_plot_axis_has_its_unit_and_labels_stay_inside(tmp_path):
+    import matplotlib
+    from yolocompress.report import plots
+    assert plots.axis_label("Inference Time (bs 32)") == "Inference Time (ms per batch of 32)"
+    rows = [{"Model": "a-long-model-name/best.pt", "Inference Time (bs 32)": 10.0, "mAP50-95": 0.3},
+            {"Model": "another-long-model-name/best.pt", "Inference Time (bs 32)": 20.0, "mAP50-95": 0.35}]
+    drawn = {}
+    real_savefig = matplotlib.figure.Figure.savefig
+
+    def keep(fig, *a, **kw):  # measure the labels as drawn, before the figure is closed
+        out = real_savefig(fig, *a, **kw)
+        renderer = fig.canvas.get_renderer()
+        drawn["texts"] = [(t.get_text(), t.get_window_extent(renderer)) for t in fig.axes[0].texts]
+        drawn["width"], drawn["xlabel"] = fig.bbox.width, fig.axes[0].get_xlabel()
+        return out
+
+    import pytest
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(matplotlib.figure.Figure, "savefig", keep)
+        plots.plot_tradeoff(rows, "Inference Time (bs 32)", "mAP50-95", tmp_path / "p.png")
+    assert len(drawn["texts"]) == 2
+    for text, box in drawn["texts"]:
+        assert 0 <= box.x0 and box.x1 <= drawn["width"], text
+    assert drawn["xlabel"] == "Inference Time (ms per batch of 32)"

@@ -11,9 +11,9 @@ from typing import Callable
 
 from ..data.demo import DemoDataOptions, make_demo_dataset
 from ..demo import DemoOptions, run_demo
-from ..distill.api import distill_callbacks_factory
+from ..distill.api import train_command
 from ..distill.options import DistillOptions
-from ..engine.api import train, val
+from ..engine.api import val
 from ..engine.detect import DetectOptions, detect
 from ..engine.options import TrainOptions, ValOptions
 from ..engine.validator import format_metrics
@@ -92,8 +92,7 @@ def _build_train(a):
 
 
 def _run_train(weights, cfg, resume, train_opts, distill):
-    res = train(train_opts, weights=weights, cfg=cfg, resume=resume,
-                callbacks_factory=distill_callbacks_factory(distill, train_opts.imgsz))
+    res = train_command(train_opts, weights=weights, cfg=cfg, resume=resume, distill=distill)
     m = res.metrics or {}
     print(f"results saved to {res.save_dir}\n  best: {res.best}\n  last: {res.last}")
     if m:
@@ -105,7 +104,7 @@ def _run_train(weights, cfg, resume, train_opts, distill):
 def _compression_command(name: str, help: str, cls, key: str, weights_help: str, resume_help: str, run) -> Command:
     """`sparse` and `prune`: --weights, --resume, their own options class, training and distillation options."""
     def add(p):
-        _weights(p, weights_help)
+        _weights(p, weights_help + "; not needed with --resume", required=False)
         _resume(p, resume_help)
         add_options(p, cls)
         _train_flags(p, f"runs/{name}")
@@ -118,7 +117,10 @@ def _compression_command(name: str, help: str, cls, key: str, weights_help: str,
 
 
 def _add_compress(p):
-    _weights(p, "checkpoint to compress (trained on --data; ours or an official .pt)")
+    _weights(p, "checkpoint to compress (trained on --data; ours or an official .pt); not needed with --resume",
+             required=False)
+    _resume(p, "continue an interrupted compress run: its folder (alone: the newest under --project); running the "
+               "same command again resumes too")
     p.add_argument("--sparse-epochs", type=int, default=None,
                    help="sparse-training epochs for the methods that need it (default: --epochs; 0 skips it)")
     add_options(p, SparseOptions, exclude=("method",))
@@ -130,7 +132,7 @@ def _add_compress(p):
 def _build_compress(a):
     return {"weights": a.weights, "prune": options_from(a, PruneOptions), "train_opts": options_from(a, TrainOptions),
             "sparse": options_from(a, SparseOptions, method=""), "distill": options_from(a, DistillOptions),
-            "sparse_epochs": a.sparse_epochs}
+            "sparse_epochs": a.sparse_epochs, "resume": a.resume}
 
 
 COMMANDS = [

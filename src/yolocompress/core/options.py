@@ -78,7 +78,8 @@ def flat_settings(*options) -> dict:
 
 # ---- options several commands share: declared once, so they read the same everywhere -----------------------
 def data_option(required: bool = True):
-    return option("", "dataset yaml (YOLO format: path, train, val, names)", required=required, metavar="DATA.yaml")
+    return option("", "dataset yaml (YOLO format: path, train, val, names)" + ("" if required else
+                  "; required, except with --resume (the run's own is used)"), required=required, metavar="DATA.yaml")
 
 
 def imgsz_option(default: int = 640):

@@ -19,6 +19,23 @@ def increment_path(path, exist_ok: bool = False) -> Path:
     return path.parent / f"{stem}{n}"
 
 
+def _default_file_mode() -> int:
+    """0o666 less the process umask: the mode `open()` would give a new file (0644 under the usual umask 022)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def publish(tmp, path) -> None:
+    """Move a finished temporary file into place with an ordinary file's mode.
+
+    `tempfile.mkstemp` creates files readable by their owner only (0600); outputs a user shares (weights,
+    ONNX, caches) must get the same mode as every other file the run writes.
+    """
+    os.chmod(tmp, _default_file_mode())
+    os.replace(tmp, path)
+
+
 def atomic_write_text(path, text: str) -> None:
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")

@@ -6,6 +6,7 @@ that mAP measured here compares with the official figures.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import random
@@ -16,13 +17,14 @@ import cv2
 import numpy as np
 import torch
 import yaml
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, get_worker_info
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from ..core.hyp import Hyp
 from ..core.errors import DataError
 from .augment import (augment_hsv, letterbox, mixup, mosaic4, random_flip, random_perspective, xywhn2xyxy,
                       xyxy2xywhn)
-from .labels import IMG_FORMATS, LOGGER, load_labels, read_image
+from .image_cache import ImageCache
+from .labels import IMG_FORMATS, LOGGER, img2label_path, load_labels, read_image, refuse_unlabelled
 
 
 @dataclass
@@ -35,6 +37,20 @@ class DataConfig:
     names: list[str] = field(default_factory=list)
     nc: int = 0
     yaml_path: Path | None = None
+    label_nc: int = 0  # the label files' class count when their classes are merged into one (--single-cls)
+
+    @property
+    def single_cls(self) -> bool:
+        return self.label_nc > 0
+
+    @property
+    def labels_nc(self) -> int:
+        """The class count label files are checked against."""
+        return self.label_nc or self.nc
+
+    def single_class(self) -> "DataConfig":
+        """The same images with every class as one, 'item' (the official --single-cls)."""
+        return dataclasses.replace(self, names=["item"], nc=1, label_nc=self.labels_nc)
 
 
 def _resolve_root(yaml_path: Path, value) -> Path:
@@ -68,7 +84,14 @@ def _read_list(txt: Path, root: Path) -> list[Path]:
     return out
 
 
-def _split_files(key: str, value, root: Path, source: Path) -> list[Path]:
+def _download_hint(key: str, p: Path, download) -> str:
+    if not download:
+        return f"fix '{key}' or 'path' in the dataset yaml"
+    return (f"the yaml has a 'download:' entry, but yolocompress downloads nothing: get the dataset yourself and "
+            f"place its {key} images in {p} with their YOLO label files in {img2label_path(p / 'x.jpg').parent}")
+
+
+def _split_files(key: str, value, root: Path, source: Path, download=None) -> list[Path]:
     entries = value if isinstance(value, list) else [value]
     files = []
     for e in entries:
@@ -82,8 +105,7 @@ def _split_files(key: str, value, root: Path, source: Path) -> list[Path]:
         elif p.is_file():
             files += [p] if _is_image(p) else _read_list(p, root)
         else:
-            raise DataError(f"{source}: {key} path '{e}' not found (looked at {p}); fix '{key}' or 'path' "
-                            f"in the dataset yaml")
+            raise DataError(f"{source}: {key} path '{e}' not found (looked at {p}); {_download_hint(key, p, download)}")
     if not files:
         raise DataError(f"{source}: {key} has no images in {', '.join(map(str, entries))} under {root}; "
                         f"expected files ending in {', '.join('.' + x for x in IMG_FORMATS[:5])}, ...")
@@ -115,6 +137,9 @@ def _names(data: dict, source: Path) -> list[str]:
 
 def load_data_config(path: str | Path) -> DataConfig:
     """Read a YOLOv5/YOLOv7 dataset yaml and resolve every split to its list of image files."""
+    if not str(path or "").strip():
+        raise DataError("--data DATA.yaml is required: a dataset yaml with path/train/val/names "
+                        "(`yolocompress demo-data OUT` writes an example)")
     src = Path(path).expanduser()
     if not src.is_file():
         raise DataError(f"dataset yaml not found: {src}; pass a data.yaml with path/train/val/names "
@@ -134,7 +159,7 @@ def load_data_config(path: str | Path) -> DataConfig:
                 raise DataError(f"{src}: missing '{key}'; give a folder of images or a .txt list of them")
             splits[key] = []
         else:
-            splits[key] = _split_files(key, data[key], root, src)
+            splits[key] = _split_files(key, data[key], root, src, data.get("download"))
     return DataConfig(root, splits["train"], splits["val"], splits["test"], names, len(names), src.resolve())
 
 
@@ -168,7 +193,8 @@ class YoloDataset(Dataset):
 
     def __init__(self, files, img_size: int = 640, batch_size: int = 16, augment: bool = False, hyp: Hyp | None = None,
                  rect: bool = False, stride: int = 32, pad: float = 0.0, nc: int = 80, prefix: str = "",
-                 *, cache: bool = True, seed: int = 0):
+                 *, cache: bool = True, seed: int = 0, single_cls: bool = False, cache_images: str | None = None,
+                 require_labels: bool = False):
         if not files:
             raise DataError(f"{prefix or 'dataset'}: no image files given")
         self.img_size, self.augment, self.hyp = img_size, augment, hyp or Hyp()
@@ -178,9 +204,13 @@ class YoloDataset(Dataset):
         if not index.files:
             raise DataError(f"{prefix or 'dataset'}: none of the {len(files)} images is usable (see the warnings "
                             f"above); fix or replace the image files")
+        if require_labels:
+            refuse_unlabelled(index, prefix)
         self.summary = index.summary
         self.files = [str(f) for f in index.files]
         self.labels = index.labels
+        if single_cls:  # checked against the data's own classes above, then merged into class 0
+            self.labels = [np.concatenate((np.zeros_like(lb[:, :1]), lb[:, 1:]), 1) for lb in self.labels]
         self.shapes = np.array(index.shapes, dtype=np.float64).reshape(-1, 2)  # original (h, w)
         n = len(self.files)
         self.batch = np.arange(n) // batch_size
@@ -190,14 +220,27 @@ class YoloDataset(Dataset):
             self.files = [self.files[i] for i in order]
             self.labels = [self.labels[i] for i in order]
             self.shapes = self.shapes[order]
+        self.seed = self.stream_seed = seed  # items draw from (stream_seed, index); see set_epoch
         self.rng = np.random.default_rng(seed)
+        self.image_cache = None  # set after it is filled: filling it calls load_image
+        if cache_images:
+            self.image_cache = ImageCache(self.files, cache_images, self.load_image, prefix)
+
+    def set_epoch(self, epoch: int, seed: int | None = None) -> None:
+        """Draw this epoch's augmentation (as `DistributedSampler.set_epoch` draws its order): call it before each
+        pass over the loader; without it, every pass augments each image the same way."""
+        self.stream_seed = int(np.random.SeedSequence([self.seed if seed is None else seed, epoch]).generate_state(1)[0])
 
     def __len__(self) -> int:
         return len(self.files)
 
     def load_image(self, i: int):
         """BGR image resized so its long side is `img_size`; returns (img, (h0, w0), (h, w))."""
-        img = read_image(self.files[i])
+        cached = self.image_cache.resized(i) if self.image_cache is not None else None
+        if cached is not None:
+            return cached
+        img = self.image_cache.decoded(i) if self.image_cache is not None else None
+        img = read_image(self.files[i]) if img is None else img
         if img is None:
             raise DataError(f"{self.files[i]}: image can no longer be read (it passed the check when the dataset "
                             f"was loaded); restore the file")
@@ -217,6 +260,9 @@ class YoloDataset(Dataset):
         return mosaic4(images, [self.labels[i] for i in idx], self.img_size, self.rng, self.hyp)
 
     def __getitem__(self, index: int):
+        # each item's augmentation follows from (stream seed, index) alone: the same in any worker process, so
+        # the number of loader workers (which follows the machine's core count) never changes a run
+        self.rng = np.random.default_rng([self.stream_seed, index])
         hyp, rng = self.hyp, self.rng
         shapes = None
         if self.mosaic and rng.random() < hyp.mosaic:
@@ -255,29 +301,30 @@ class YoloDataset(Dataset):
 
 
 def seed_worker(worker_id: int) -> None:
-    """Give each loader worker its own reproducible streams, derived from the loader's seeded generator."""
+    """Seed each loader worker's global streams from the loader's seeded generator (the dataset itself draws
+    from per-item streams, see `YoloDataset.__getitem__`; this covers code that uses the global ones)."""
     seed = torch.initial_seed()
     np.random.seed(seed % 2**32)
     random.seed(seed)
-    info = get_worker_info()
-    if info is not None and hasattr(info.dataset, "rng"):
-        info.dataset.rng = np.random.default_rng(seed)
 
 
 def create_dataloader(files, img_size: int, batch_size: int, stride: int, hyp: Hyp | None = None,
                       augment: bool = False, rect: bool = False, pad: float = 0.0, workers: int = 8,
                       shuffle: bool = False, seed: int = 0, nc: int = 80, prefix: str = "",
-                      distributed: bool = False, cache: bool = True):
+                      distributed: bool = False, cache: bool = True, single_cls: bool = False,
+                      cache_images: str | None = None, require_labels: bool = False):
     """A YoloDataset and its DataLoader; the same seed gives the same batches (order and augmentation).
 
-    `cache=False` never writes the label cache (for data on shared or read-only storage).
+    `cache=False` never writes the label cache (for data on shared or read-only storage); `cache_images`
+    ('ram' or 'disk') decodes each image once; `require_labels` refuses a split without any label file.
     """
     if rect and shuffle:
         LOGGER.warning(f"{prefix or 'dataset'}: rect batches cannot be shuffled; shuffle turned off")
         shuffle = False
     rank = torch.distributed.get_rank() if distributed and torch.distributed.is_initialized() else 0
     dataset = YoloDataset(files, img_size, batch_size, augment, hyp, rect, stride, pad, nc, prefix,
-                          cache=cache, seed=seed + rank)
+                          cache=cache, seed=seed + rank, single_cls=single_cls, cache_images=cache_images,
+                          require_labels=require_labels)
     batch_size = min(batch_size, len(dataset))
     nw = max(0, min(os.cpu_count() or 1, batch_size if batch_size > 1 else 0, workers))
     sampler = DistributedSampler(dataset, shuffle=shuffle, seed=seed) if distributed else None

@@ -19,6 +19,9 @@ from typing import Iterable, Sequence
 import cv2
 import numpy as np
 
+from ..core.errors import DataError
+from ..core.rundir import publish
+
 LOGGER = logging.getLogger("yolocompress.data")
 IMG_FORMATS = ("bmp", "dng", "jpeg", "jpg", "mpo", "png", "tif", "tiff", "webp", "pfm")
 COORD_TOL = 0.01  # box corners this far outside [0, 1] are clipped; further out the row is dropped
@@ -198,6 +201,18 @@ class LabelIndex:
     summary: LabelSummary
     warnings: list[str] = field(default_factory=list)
     from_cache: int = 0  # how many items were taken from the cache
+    unlabelled: list[Path] = field(default_factory=list)  # usable images that have no label file at all
+
+
+def refuse_unlabelled(index: LabelIndex, prefix: str = "") -> None:
+    """Refuse a split where no image has a label file: it is a wrong path far more often than a wish to train
+    on background only (which `--allow-background` says explicitly)."""
+    if not index.files or len(index.unlabelled) < len(index.files):
+        return
+    first = ", ".join(str(p) for p in index.unlabelled[:3]) + (", ..." if len(index.unlabelled) > 3 else "")
+    where = img2label_path(index.unlabelled[0]).parent
+    raise DataError(f"{prefix + ': ' if prefix else ''}no labels found for {len(index.unlabelled)} images: {first}; "
+                    f"put labels in {where} (YOLO format) or pass --allow-background to train on background only")
 
 
 def cache_path(files: Sequence[str | Path]) -> Path:
@@ -249,8 +264,7 @@ def _write_cache(path: Path, nc: int, items: dict) -> bool:
         fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "w") as f:
             json.dump({"version": CACHE_VERSION, "nc": nc, "items": items}, f)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a cache is as readable as the labels
-        os.replace(tmp, path)
+        publish(tmp, path)  # mkstemp makes it private; a cache is as readable as the labels
         return True
     except OSError as e:
         if tmp and os.path.exists(tmp):
@@ -312,6 +326,8 @@ def load_labels(files: Sequence[str | Path], nc: int, prefix: str = "", cache: b
         index.files.append(f)
         index.labels.append(item.labels)
         index.shapes.append(item.shape)
+        if records[str(f)]["stamps"][1] is None:  # no label file (an empty one is a deliberate background)
+            index.unlabelled.append(f)
     for w in index.warnings:
         LOGGER.warning(w)
     LOGGER.info(s.line(prefix) + (f" (cache: {from_cache} reused)" if from_cache else ""))

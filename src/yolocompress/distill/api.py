@@ -73,3 +73,25 @@ def distill_callbacks_factory(opts: DistillOptions | None, imgsz: int = 640, def
     if opts is None or resolve_teacher(opts, default_teacher) is None:
         return None
     return lambda model, data: build_distill_callbacks(opts, model, data, default_teacher, imgsz)
+
+
+def train_command(train_opts, *, weights=None, cfg=None, resume=None, distill: DistillOptions | None = None):
+    """`yolocompress train`: training, distilled when the options name a teacher. The distillation options go into
+    the checkpoints, so `resume` (True: the newest interrupted train run; or its folder / last.pt) continues with
+    the interrupted run's own distillation, whatever the command line says now."""
+    from ..core.runrecord import options_record, restore
+    from ..engine.api import find_resume_checkpoint, train
+    from ..engine.options import TrainOptions
+    from ..models.checkpoint import read_checkpoint
+
+    if resume:
+        last = find_resume_checkpoint(resume, train_opts.project, kind="train")
+        meta = read_checkpoint(last).get("meta") or {}
+        saved = meta.get("options") or {}
+        if "distill" in saved:  # runs saved before the options were recorded: the distillation given now
+            distill = restore(DistillOptions, saved["distill"])
+        train_opts = restore(TrainOptions, meta.get("opt"), runtime=train_opts) or train_opts
+        resume = str(last)
+    return train(train_opts, weights=weights, cfg=cfg, resume=resume, kind="train",
+                 callbacks_factory=distill_callbacks_factory(distill, train_opts.imgsz),
+                 meta={"options": options_record(distill=distill)})

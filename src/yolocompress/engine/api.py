@@ -63,35 +63,80 @@ def model_to_train(weights: str | None, cfg: str | None, data, modules=()):
     return model, None
 
 
-def find_resume_checkpoint(resume, project: str = "runs/train") -> Path:
-    """--resume PATH (a last.pt or its run folder) or the newest last.pt under the project folder."""
+def run_kind(meta: dict | None) -> str:
+    """Which command wrote a checkpoint: its meta's `run`, else what older checkpoints record (sparse settings,
+    the pruned flag)."""
+    meta = meta or {}
+    if meta.get("run"):
+        return str(meta["run"])
+    if "sparse_method" in meta:
+        return "sparse"
+    return "prune" if meta.get("pruned") else "train"
+
+
+def interrupted(ckpt: dict) -> bool:
+    """A last.pt whose run stopped before its end (a finished or early-stopped run is not interrupted)."""
+    meta = ckpt.get("meta") or {}
+    if not ckpt.get("train_state"):
+        return False
+    if "finished" in meta:
+        return not meta["finished"]
+    return int(meta.get("epoch", 0)) + 1 < int((meta.get("opt") or {}).get("epochs", 0))
+
+
+def _resume_candidates(project: str, kind: str):
+    """(last.pt, checkpoint) of the runs of `kind` under `project` that can be resumed, newest first."""
+    found = sorted(Path(project).glob("*/weights/last.pt"), key=lambda q: q.stat().st_mtime, reverse=True)
+    for last in found:
+        try:
+            ckpt = read_checkpoint(last)
+        except CheckpointError:  # a damaged run folder is not a candidate; naming it happens with --resume PATH
+            continue
+        if run_kind(ckpt.get("meta")) == kind and interrupted(ckpt):
+            yield last, ckpt
+
+
+def find_resume_checkpoint(resume, project: str = "runs/train", kind: str | None = None) -> Path:
+    """--resume PATH (a last.pt or its run folder) or, with --resume alone, the newest *interrupted* run of this
+    command (`kind`, default train) under the project folder, as the official trainers do.
+
+    With a PATH and a `kind`, a run of another kind is refused with the command that resumes it.
+    """
     if resume not in (True, None, "", "True"):
         p = Path(resume)
         p = p / "weights" / "last.pt" if p.is_dir() else p
         if not p.is_file():
             raise CheckpointError(f"--resume: no checkpoint at {p}")
+        other = run_kind(read_checkpoint(p).get("meta"))
+        if kind is not None and other != kind:
+            raise CheckpointError(f"--resume {resume}: a {other} run, not a {kind} run; resume it with "
+                                  f"`yolocompress {other} --resume {resume}`")
         return p
-    found = sorted(Path(project).glob("*/weights/last.pt"), key=lambda q: q.stat().st_mtime)
-    if not found:
-        raise CheckpointError(f"--resume: no last.pt under {project}/*/weights/; give the path of the run to resume")
-    return found[-1]
+    kind = kind or "train"
+    for last, _ in _resume_candidates(project, kind):
+        return last
+    raise CheckpointError(f"--resume: no interrupted {kind} run under {project}/*/weights/last.pt (finished runs "
+                          f"are not resumed); give the path of the run to resume, or train further with --weights")
 
 
 def train(opts: TrainOptions, *, weights: str | None = None, cfg: str | None = None, hyp: str | Hyp | None = None,
           resume=None, callbacks_factory=None, meta: dict | None = None, model=None,
-          transfer: bool = True) -> TrainResult:
+          transfer: bool = True, kind: str | None = None) -> TrainResult:
     """Train from scratch (cfg), from weights, or resume an interrupted run.
 
     `hyp` (a file or a `Hyp`) overrides `opts.hyp`; both None: the official values for the model.
     `transfer` lets `weights` of another class count (or with `cfg`) start a new head (see `model_to_train`);
     sparse training passes False, since it needs a model trained on the data.
+    `resume`: True for the newest interrupted run of `kind` (default "train") under `opts.project`, or a run
+    folder / last.pt; every TrainOptions field is restored from the run (the given `opts` only supply device and
+    workers). `kind` is recorded in the checkpoints (`meta["run"]`) so that `--resume` finds runs of its command.
 
     `callbacks_factory(model, data) -> list[Callback]` lets sparse training and distillation add their callbacks
     (built after the model exists, e.g. to size adapters). `model` may be given directly (a pruned model).
     """
     resume_state, save_dir = None, None
     if resume:
-        last = find_resume_checkpoint(resume, opts.project)
+        last = find_resume_checkpoint(resume, opts.project, kind=kind)
         ckpt = read_checkpoint(last)
         if not ckpt.get("train_state"):
             raise CheckpointError(f"{last}: holds no training state to resume (only last.pt of a run does)")
@@ -105,6 +150,8 @@ def train(opts: TrainOptions, *, weights: str | None = None, cfg: str | None = N
         weights = str(last)
         LOGGER.info(f"resuming {save_dir} from epoch {resume_state['epoch'] + 2}")
     data = load_data_config(opts.data)
+    if opts.single_cls:
+        data = data.single_class()
     seed_everything(opts.seed)  # before the model is built: its initial weights follow the seed
     if model is None:
         start = model_to_train if transfer and not resume else model_for_data  # a resumed run is its own model
@@ -118,6 +165,7 @@ def train(opts: TrainOptions, *, weights: str | None = None, cfg: str | None = N
         hyp = Hyp.load(hyp)
     if save_dir is None:
         save_dir = increment_path(Path(opts.project) / opts.name, opts.exist_ok)
+    meta = {**(meta or {}), "run": kind or run_kind(meta)}
     callbacks: list[Callback] = callbacks_factory(model, data) if callbacks_factory else []
     trainer = Trainer(model, data, hyp, opts, save_dir, callbacks=callbacks, resume_state=resume_state, meta=meta)
     return trainer.fit()

@@ -44,3 +44,10 @@ def barrier() -> None:
 def cleanup() -> None:
     if td.is_initialized():
         td.destroy_process_group()
+
+
+def broadcast_flag(flag: bool, device: torch.device) -> bool:
+    """Rank 0's value of `flag` on every rank (e.g. early stopping, decided where validation runs)."""
+    t = torch.tensor([int(flag)], device=device)
+    td.broadcast(t, 0)  # also the barrier that keeps the ranks in step
+    return bool(t.item())

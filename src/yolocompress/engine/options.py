@@ -15,12 +15,15 @@ from ..core.options import (batch_option, data_option, device_option, imgsz_opti
 LOGGER = logging.getLogger("yolocompress")
 VAL_TASKS = ("val", "test", "speed")
 
+OPTIMIZERS = ("SGD", "Adam", "AdamW")
+CACHE_MODES = ("ram", "disk")
+
 
 @dataclass
 class TrainOptions:
     """Training"""
 
-    data: str = data_option()
+    data: str = data_option(required=False)  # --resume restores it from the run
     epochs: int = option(100, "training epochs", type=positive_int)
     batch_size: int = batch_option(16)
     imgsz: int = imgsz_option()
@@ -44,6 +47,21 @@ class TrainOptions:
     noplots: bool = option(False, "write no labels.jpg, train_batch/val_batch mosaics or validation curves "
                                   "(results.png is still drawn)")
     modules: list = modules_option()
+    optimizer: str = option("SGD", "optimizer, with the official parameter groups (weight decay on conv weights "
+                                   "only): SGD (Nesterov, momentum = hyp momentum), Adam or AdamW (betas: hyp "
+                                   "momentum, 0.999); Adam/AdamW usually want a lower lr0 (1e-3)", choices=OPTIMIZERS)
+    rect: bool = option(False, "rectangular training batches: images sorted by aspect ratio, each batch letterboxed "
+                               "to its own shape; turns off shuffling and mosaic")
+    multi_scale: bool = option(False, "train each batch at a random size in imgsz x 0.5-1.5 (a multiple of the "
+                                      "model stride)")
+    single_cls: bool = option(False, "train as one class: every label becomes class 0, named 'item'")
+    save_period: int = option(-1, "also save weights/epochN.pt after every N-th epoch (N counted from 1, as on the "
+                                  "console); -1 or 0: never")
+    cache: str | None = option(None, "decode each training image once: 'ram' keeps them in memory, 'disk' saves "
+                                     "<image>.npy beside each image (the folder must be writable); --cache alone: ram",
+                               choices=CACHE_MODES, nargs="?", const="ram")
+    allow_background: bool = option(False, "train even when no training image has a label file (all background); "
+                                           "without it such data is refused, as a wrong labels path is the usual cause")
     nbs: int = option(64, "nominal batch size: gradients accumulate to it", cli=False)
     amp: bool = option(True, "mixed precision on CUDA", cli=False)
     max_grad_norm: float = option(10.0, "gradient clipping norm", cli=False)
@@ -64,6 +82,12 @@ class TrainOptions:
             raise ConfigError(f"--workers must be >= 0, got {self.workers}")
         if not self.freeze or any(not isinstance(i, int) or isinstance(i, bool) or i < 0 for i in self.freeze):
             raise ConfigError(f"--freeze takes layer counts or indices >= 0, got {self.freeze}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        if self.cache not in (None, *CACHE_MODES):
+            raise ConfigError(f"--cache must be one of {', '.join(CACHE_MODES)}, got {self.cache!r}")
+        if self.patience < 0:
+            raise ConfigError(f"--patience must be >= 0 (0 turns early stopping off), got {self.patience}")
         return self
 
     def frozen_layers(self) -> list[int]:

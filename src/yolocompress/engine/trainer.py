@@ -30,7 +30,7 @@ from .ema import ModelEMA, unwrap
 from ..core.hyp import Hyp
 from .losses import build_loss
 from .metrics import fitness
-from .options import TrainOptions, check_imgsz, model_stride
+from .options import OPTIMIZERS, TrainOptions, check_imgsz, model_stride
 from ..core.rundir import ResultsCSV, atomic_write_text
 from . import run_plots
 from .validator import Validator, format_metrics
@@ -60,8 +60,11 @@ def seed_everything(seed: int, deterministic: bool = True) -> None:
         torch.backends.cudnn.deterministic = True
 
 
-def build_optimizer(model: nn.Module, hyp: Hyp, extra_params=(), lr: float | None = None) -> torch.optim.Optimizer:
-    """SGD (nesterov): group 0 biases (warmup bias lr), group 1 weights with decay, group 2 norm weights without."""
+def build_optimizer(model: nn.Module, hyp: Hyp, extra_params=(), lr: float | None = None,
+                    optimizer: str = "SGD") -> torch.optim.Optimizer:
+    """The official optimizers and groups: group 0 biases (warmup bias lr), group 1 weights (conv and the other
+    non-norm weights) with decay, group 2 norm weights without. SGD is Nesterov with the hyp momentum; Adam and
+    AdamW take the hyp momentum as beta1 (and their decay from the groups, none on the first)."""
     decay, no_decay, biases = [], [], []
     norm_types = tuple(v for k, v in vars(nn).items() if "Norm" in k and isinstance(v, type))
     for module in model.modules():
@@ -75,7 +78,15 @@ def build_optimizer(model: nn.Module, hyp: Hyp, extra_params=(), lr: float | Non
             else:
                 decay.append(p)
     decay += [p for p in extra_params if p.requires_grad]
-    opt = torch.optim.SGD(biases, lr=lr or hyp.lr0, momentum=hyp.momentum, nesterov=True)
+    lr = lr or hyp.lr0
+    if optimizer == "SGD":
+        opt = torch.optim.SGD(biases, lr=lr, momentum=hyp.momentum, nesterov=True)
+    elif optimizer == "Adam":
+        opt = torch.optim.Adam(biases, lr=lr, betas=(hyp.momentum, 0.999))
+    elif optimizer == "AdamW":
+        opt = torch.optim.AdamW(biases, lr=lr, betas=(hyp.momentum, 0.999), weight_decay=0.0)
+    else:
+        raise ConfigError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
     opt.add_param_group({"params": decay, "weight_decay": hyp.weight_decay})
     opt.add_param_group({"params": no_decay, "weight_decay": 0.0})
     return opt
@@ -132,6 +143,7 @@ class Trainer:
         self.best_fitness, self.start_epoch, self.epoch = 0.0, 0, 0
         self.metrics: dict = {}
         self.best_record = None  # the best validation's detections, for the plots at the end
+        self.stopping = False  # set at an epoch's end when early stopping ends the run
 
     @property
     def main(self) -> bool:
@@ -152,8 +164,10 @@ class Trainer:
         self.accumulate = max(round(opts.nbs / opts.batch_size), 1)
         self.hyp_wd = hyp.weight_decay * opts.batch_size * self.accumulate / opts.nbs
         self.train_loader, self.train_set = create_dataloader(
-            self.data.train, self.imgsz, batch, self.stride, hyp, augment=True, rect=False, workers=opts.workers,
-            shuffle=True, seed=opts.seed, nc=self.data.nc, prefix="train", distributed=self.world > 1)
+            self.data.train, self.imgsz, batch, self.stride, hyp, augment=True, rect=opts.rect, workers=opts.workers,
+            shuffle=not opts.rect, seed=opts.seed, nc=self.data.labels_nc, prefix="train",
+            distributed=self.world > 1, single_cls=self.data.single_cls, cache_images=opts.cache,
+            require_labels=not opts.allow_background)
         fixed_by = [cb.name for cb in self.callbacks if cb.fixes_anchors]
         if fixed_by and not opts.noautoanchor and self.main:
             LOGGER.info(f"AutoAnchor skipped: {', '.join(fixed_by)} compares raw head outputs under the current anchors")
@@ -166,7 +180,8 @@ class Trainer:
                 raise ConfigError(f"--freeze {' '.join(map(str, opts.freeze))} cannot be combined with {cb.name}: it "
                                   "needs the gradients of every layer; drop --freeze")
         extra = [p for cb in self.callbacks for p in cb.extra_parameters()]
-        self.optimizer = build_optimizer(m, Hyp(**{**hyp.to_dict(), "weight_decay": self.hyp_wd}), extra)
+        self.optimizer = build_optimizer(m, Hyp(**{**hyp.to_dict(), "weight_decay": self.hyp_wd}), extra,
+                                         optimizer=opts.optimizer)
         self.lf = lr_lambda(opts, hyp)
         self.ema = ModelEMA(m) if self.main else None
         self.amp = opts.amp and self.device.type == "cuda"
@@ -271,6 +286,8 @@ class Trainer:
                 if ni < 3 and self.main and not opts.noplots:
                     run_plots.plot_train_batch(self.save_dir, ni, imgs, targets, _paths, self.data.names)
                 imgs = imgs.to(self.device, non_blocking=True).float() / 255
+                if opts.multi_scale:
+                    imgs = self._rescale(imgs)
                 n_imgs += imgs.shape[0]
                 if ni <= nw:
                     self._warmup(ni, nw, epoch)
@@ -303,8 +320,8 @@ class Trainer:
             if self.main:
                 self._end_epoch(epoch, mloss, extra_sums, lrs, n_imgs, train_time)
             if self.world > 1:
-                dist.barrier()
-            if self._stop_early(epoch):
+                self.stopping = dist.broadcast_flag(self.stopping, self.device)
+            if self.stopping:
                 break
         for cb in self.callbacks:
             cb.on_train_end(self)
@@ -340,9 +357,21 @@ class Trainer:
         sampler = getattr(self.train_loader, "sampler", None)
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)
-        self.train_set.rng = np.random.default_rng(seed)
+        self.train_set.set_epoch(epoch, self.opts.seed + max(self.rank, 0))
         random.seed(seed)
         np.random.seed(seed % 2**32)
+
+    def _rescale(self, imgs: torch.Tensor) -> torch.Tensor:
+        """--multi-scale: this batch at a random size in imgsz x 0.5-1.5, a multiple of the stride (targets are
+        normalised, so they stay valid). Drawn from `random`, which `_reseed_epoch` seeds: resume-exact."""
+        gs = self.stride
+        size = random.randrange(int(self.imgsz * 0.5), int(self.imgsz * 1.5) + gs) // gs * gs
+        size = max(size, gs)
+        sf = size / max(imgs.shape[2:])
+        if sf == 1:
+            return imgs
+        shape = [math.ceil(x * sf / gs) * gs for x in imgs.shape[2:]]
+        return nn.functional.interpolate(imgs, size=shape, mode="bilinear", align_corners=False)
 
     def _warmup(self, ni: int, nw: int, epoch: int):
         for j, g in enumerate(self.optimizer.param_groups):
@@ -373,8 +402,17 @@ class Trainer:
                             f"{', '.join(bad) or 'total'}){kept}; lower the learning rate or the loss weights")
 
     def _stop_early(self, epoch: int) -> bool:
-        best_epoch = int(self.meta.get("best_epoch", epoch))
-        return epoch - best_epoch >= self.opts.patience
+        """Official semantics: stop after `patience` epochs without a better fitness; patience 0 never stops."""
+        patience = self.opts.patience
+        if not patience or "best_epoch" not in self.meta:
+            return False
+        best_epoch = int(self.meta["best_epoch"])
+        stop = epoch - best_epoch >= patience and epoch + 1 < self.opts.epochs
+        if stop and self.main:
+            LOGGER.info(f"stopping early: no better validation in the last {patience} epochs (--patience "
+                        f"{patience}); the best was epoch {best_epoch + 1}, saved as {self.wdir / 'best.pt'}; "
+                        f"pass --patience 0 to never stop early")
+        return stop
 
     def _end_epoch(self, epoch, mloss, extra_sums, lrs, n_imgs, train_time):
         opts = self.opts
@@ -409,15 +447,19 @@ class Trainer:
         # results.csv first, then the checkpoints: a kill between them leaves a row the resumed run rewrites
         # (it redoes that epoch), never a saved epoch without its row
         self.results.append(row)
-        self._save(epoch, is_best, final)
+        self.stopping = self._stop_early(epoch)
+        self._save(epoch, is_best, final or self.stopping)
         if self.tb is not None:
             for k, v in row.items():
                 if k != "epoch" and isinstance(v, (int, float)):
                     self.tb.add_scalar(k, v, epoch)
 
-    def _save(self, epoch: int, is_best: bool, final: bool):
+    def _save(self, epoch: int, is_best: bool, finished: bool):
+        """best.pt, epochN.pt (--save-period) and last.pt; `finished` (the last epoch, or an early stop) marks a
+        run that `--resume` must not pick as interrupted."""
         m = unwrap(self.model)
-        meta = {**self.meta, "epoch": epoch, "best_fitness": self.best_fitness, "hyp": self.hyp.to_dict(),
+        meta = {**self.meta, "epoch": epoch, "finished": finished, "best_fitness": self.best_fitness,
+                "hyp": self.hyp.to_dict(),
                 "opt": self.opts.to_dict(), "metrics": {k: v for k, v in self.metrics.items() if k != "per_class"}}
         state = {"epoch": epoch, "model": m.state_dict(), "optimizer": self.optimizer.state_dict(),
                  "ema": self.ema.ema.state_dict(), "ema_updates": self.ema.updates,
@@ -427,6 +469,8 @@ class Trainer:
         extra = {name: cst for name, cst in state["callbacks"].items() if cst}
         if is_best:  # before last.pt: a resumed run never skips past an epoch whose best.pt was not written
             save_checkpoint(self.wdir / "best.pt", self.ema.ema, meta=meta)
+        if self.opts.save_period > 0 and (epoch + 1) % self.opts.save_period == 0:
+            save_checkpoint(self.wdir / f"epoch{epoch + 1}.pt", self.ema.ema, meta=meta)
         save_checkpoint(self.wdir / "last.pt", self.ema.ema, train_state=state, meta=meta, extra=extra)
 
     def _plot_results(self):

@@ -71,7 +71,8 @@ class Validator:
         self.progress = progress and os.environ.get("YOLOCOMPRESS_NO_BAR") != "1"
         self.loader, self.dataset = create_dataloader(split_files(data, split), imgsz, batch_size, stride,
                                                       augment=False, rect=True, pad=0.5, workers=workers,
-                                                      shuffle=False, nc=data.nc, prefix=split)
+                                                      shuffle=False, nc=data.labels_nc,
+                                                      single_cls=data.single_cls, prefix=split)
         self.record: ValRecord | None = None
 
     @torch.no_grad()

@@ -4,12 +4,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from ..core.errors import ConfigError
 from ..core.options import imgsz_option, modules_option, option, positive_int
 from ..core.stats import model_summary, uncounted_modules
 from .builder import Model
 from .checkpoint import load_model
-from .registry import load_user_modules
+from .registry import load_user_modules, lookup
 
 
 @dataclass
@@ -49,12 +51,42 @@ def _model(cfg=None, weights=None, nc=None, modules=()):
     return Model(cfg, nc=nc)
 
 
+def layer_channels(model: Model) -> dict[int, tuple]:
+    """(input channels, output channels) of every layer as the model really is, measured in one small forward
+    pass: a pruned model's numbers, which its yaml (written before pruning) does not know."""
+    seen: dict[int, tuple] = {}
+
+    def hook(m, inputs, output):
+        x = inputs[0]
+        c_in = [t.shape[1] for t in x] if isinstance(x, (list, tuple)) else x.shape[1]
+        seen[m.i] = (c_in, output.shape[1] if isinstance(output, torch.Tensor) else None)
+
+    hooks = [m.register_forward_hook(hook) for m in model.model]
+    training = model.training
+    s = 2 * max(int(model.stride.max()), 32)
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, 3, s, s, device=next(model.parameters()).device))
+    finally:
+        model.train(training)
+        for h in hooks:
+            h.remove()
+    return seen
+
+
 def layer_table(model: Model) -> str:
+    """The official layer table; a layer whose first yaml argument is its output channel count shows the real
+    [in, out, *rest] instead, as official YOLOv5 prints its parsed arguments."""
     rows = [f"{'':>3}{'from':>18}{'n':>3}{'params':>10}  {'module':<22}arguments"]
     layers = model.yaml["backbone"] + model.yaml["head"]
+    channels = layer_channels(model)
     for m in model.model:
         np_now = sum(p.numel() for p in m.parameters())  # the real count: a pruned layer has fewer
-        rows.append(f"{m.i:>3}{str(m.f):>18}{getattr(m, 'n', 1):>3}{np_now:>10}  {m.type:<22}{layers[m.i][3]}")
+        args = list(layers[m.i][3])
+        c_in, c_out = channels.get(m.i, (None, None))
+        if lookup(m.type).kind == "channels" and c_out is not None and args:
+            args = [c_in, c_out, *args[1:]]
+        rows.append(f"{m.i:>3}{str(m.f):>18}{getattr(m, 'n', 1):>3}{np_now:>10}  {m.type:<22}{args}")
     return "\n".join(rows)
 
 

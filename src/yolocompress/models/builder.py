@@ -92,7 +92,19 @@ def make_divisible(x, divisor=8):
     return math.ceil(x / divisor) * divisor
 
 
+def _is_anchor_free(d: dict) -> bool:
+    """A YOLOv8-style yaml (ultralytics 8.x): `scales:` and an anchor-free `Detect` head, no `anchors`."""
+    head = d.get("head") if isinstance(d.get("head"), list) else []
+    anchorless_detect = any(isinstance(row, (list, tuple)) and len(row) > 3 and str(row[2]) == "Detect"
+                            and "anchors" not in [str(a) for a in (row[3] if isinstance(row[3], list) else [])]
+                            for row in head)
+    return "anchors" not in d and ("scales" in d or anchorless_detect)
+
+
 def _check_config(d: dict, source: str):
+    if _is_anchor_free(d):
+        raise ConfigError(f"{source}: a YOLOv8-style (anchor-free) config, which yolocompress does not support; "
+                          f"use a YOLOv5 or YOLOv7 config (anchor-based), e.g. one of {', '.join(builtin_configs())}")
     missing = [k for k in REQUIRED_KEYS if k not in d]
     if missing:
         raise ConfigError(f"{source}: missing key(s) {', '.join(missing)}")

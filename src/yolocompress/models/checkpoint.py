@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 
 from ..core.errors import CheckpointError, YoloCompressError
+from ..core.rundir import publish
 from .builder import Model
 from .official import read_official
 
@@ -126,7 +127,7 @@ def save_checkpoint(path, model: Model, *, state_dict=None, train_state=None, me
             torch.save(ckpt, f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        publish(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

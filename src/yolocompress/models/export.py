@@ -22,6 +22,7 @@ from torch.onnx import symbolic_helper
 
 from ..core.errors import CheckpointError, ConfigError
 from ..core.device import select_device
+from ..core.rundir import publish
 
 INPUT_NAME, OUTPUT_NAME = "images", "output0"
 OPSETS = range(11, 21)  # Resize matches PyTorch's upsampling from 11; 20 is the TorchScript exporter's last
@@ -132,7 +133,7 @@ def export_onnx(model: nn.Module, path, imgsz: int = 640, batch_size: int = 1, d
         onnx.checker.check_model(proto)
         _add_metadata(proto, model, imgsz)
         onnx.save(proto, tmp)
-        os.replace(tmp, path)
+        publish(tmp, path)
     except Exception as e:  # a module the tracer or this opset cannot express: say so in one line
         Path(tmp).unlink(missing_ok=True)
         first = (str(e).strip().splitlines() or [""])[0][:200]

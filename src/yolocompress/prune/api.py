@@ -19,11 +19,13 @@ from ..core.device import select_device
 from ..core.errors import CheckpointError, ConfigError, YoloCompressError
 from ..core.hyp import Hyp
 from ..core.rundir import increment_path
+from ..core.runlog import log_file
 from ..core.stats import DEFAULT_LATENCY_ROUNDS, interleaved_latency, latency_key, measure_latency
 from ..data.dataset import create_dataloader, load_data_config
 from ..distill.api import distill_callbacks_factory
 from ..distill.options import DistillOptions
-from ..engine.api import find_resume_checkpoint, model_for_data, train
+from ..core.runrecord import mark_finished, newest_interrupted, options_record, read_record, restore, write_record
+from ..engine.api import model_for_data, train
 from ..engine.losses import build_loss
 from ..engine.options import TrainOptions, check_imgsz, model_stride
 from ..engine.trainer import TrainResult
@@ -157,7 +159,8 @@ def prune_and_save(weights, prune: PruneOptions, train: TrainOptions, distill: D
     validator = Validator(data, imgsz, train.batch_size, device, train.workers, stride=stride)
     baseline = measure_row(base_model, f"baseline ({Path(baseline_weights or weights).name})",
                            validator=validator, imgsz=imgsz, batch=prune.report_batch, device=device)
-    outcome = prune_model(model, prune, train, data, hyp, device, imgsz, save_dir)
+    with log_file(save_dir / "prune.log"):  # every step's line goes there; the console shows a progress bar
+        outcome = prune_model(model, prune, train, data, hyp, device, imgsz, save_dir)
     model = outcome.model
     model.zero_grad(set_to_none=True)
     meta = {"pruned": True, "method": prune.method, "speedup": prune.speedup, "speedup_metric": prune.speedup_metric,
@@ -172,15 +175,27 @@ def prune_and_save(weights, prune: PruneOptions, train: TrainOptions, distill: D
 
 def prune_command(weights: str | None, prune: PruneOptions, train_opts: TrainOptions,
                   distill: DistillOptions | None = None, resume=None) -> dict:
-    """Run `yolocompress prune` (see the module docstring); returns the summary the CLI prints with --json."""
+    """Run `yolocompress prune` (see the module docstring); returns the summary the CLI prints with --json.
+
+    `resume` (True: the newest interrupted prune run under the project; or a run folder) restores the weights and
+    every option of that run from its run.json; only device and workers may be given anew."""
+    if resume:
+        return _resume(resume, weights, prune, train_opts, distill)
+    if not weights:
+        raise ConfigError("prune: --weights W.pt is required (the trained model to prune), except with --resume")
     prune.check()  # an unknown name fails before a run folder is made
     data = load_data_config(train_opts.data)
-    if resume:
-        return _resume(resume, weights, prune, train_opts, distill, data)
     save_dir = increment_path(Path(train_opts.project) / train_opts.name, train_opts.exist_ok)
     save_dir.mkdir(parents=True, exist_ok=True)
+    write_record(save_dir, "prune", weights=str(weights), options=options_record(prune=prune, train=train_opts,
+                                                                                 distill=distill))
     model, meta, hyp = prune_and_save(weights, prune, train_opts, distill, data, save_dir)
-    return _finetune_and_report(prune, train_opts, distill, data, save_dir, model, meta, hyp)
+    return _finished(save_dir, _finetune_and_report(prune, train_opts, distill, data, save_dir, model, meta, hyp))
+
+
+def _finished(save_dir: Path, summary: dict) -> dict:
+    mark_finished(save_dir)  # after the report: `--resume` alone never picks this run again
+    return summary
 
 
 def _finetune_and_report(prune: PruneOptions, train_opts: TrainOptions, distill, data, save_dir: Path, model,
@@ -196,26 +211,43 @@ def _finetune_and_report(prune: PruneOptions, train_opts: TrainOptions, distill,
 
 
 def _resume_folder(resume, project: str) -> Path:
-    """The run folder `--resume` names (a folder or its weights/last.pt), or the newest run with a last.pt."""
+    """The run folder `--resume` names (a folder or its weights/last.pt), or the newest interrupted prune run."""
     if resume not in (True, None, "", "True"):
         p = Path(resume)
         folder = p if p.is_dir() else p.parent.parent
         if not folder.is_dir():
             raise CheckpointError(f"--resume: no prune run folder at {p}")
         return folder
-    return find_resume_checkpoint(resume, project).parent.parent
+    folder = newest_interrupted(project, "prune")
+    if folder is None:
+        raise CheckpointError(f"--resume: no interrupted prune run under {project} (finished runs are not resumed); "
+                              f"give the folder of the run to resume")
+    return folder
 
 
-def _resume(resume, weights, prune: PruneOptions, train_opts: TrainOptions, distill, data) -> dict:
+def _resume(resume, weights, prune: PruneOptions, train_opts: TrainOptions, distill) -> dict:
     """Continue an interrupted prune run at its last complete step: the pruning (redone if it was interrupted:
     it is deterministic and nothing of it was kept), the finetune's first epoch, or its last complete epoch."""
     save_dir = _resume_folder(resume, train_opts.project)
+    record = read_record(save_dir)
+    if record is not None:
+        if record.get("run") != "prune":
+            raise CheckpointError(f"--resume {resume}: a {record.get('run')} run, not a prune run; resume it with "
+                                  f"`yolocompress {record.get('run')} --resume {save_dir}`")
+        saved = record.get("options") or {}
+        weights = record.get("weights")
+        prune = restore(PruneOptions, saved.get("prune"))
+        train_opts = restore(TrainOptions, saved.get("train"), runtime=train_opts)
+        distill = restore(DistillOptions, saved.get("distill"))
+        LOGGER.info(f"prune: resuming {save_dir} with its saved options ({prune.method} {prune.speedup}x of {weights})")
+    prune.check()
+    data = load_data_config(train_opts.data)
     pruned, last = save_dir / "pruned.pt", save_dir / "weights" / "last.pt"
     if not pruned.is_file():
         LOGGER.info(f"prune: {save_dir} was interrupted while pruning; pruning again")
         shutil.rmtree(save_dir / "pagcp_rounds", ignore_errors=True)  # PAGCP's between-round finetunes
         model, meta, hyp = prune_and_save(weights, prune, train_opts, distill, data, save_dir)
-        return _finetune_and_report(prune, train_opts, distill, data, save_dir, model, meta, hyp)
+        return _finished(save_dir, _finetune_and_report(prune, train_opts, distill, data, save_dir, model, meta, hyp))
     meta = read_checkpoint(pruned)["meta"]
     changed = [f"--{k} {meta[k]} (now {getattr(prune, k)})" for k in ("method", "speedup")
                if meta[k] != getattr(prune, k)]
@@ -226,12 +258,12 @@ def _resume(resume, weights, prune: PruneOptions, train_opts: TrainOptions, dist
     factory = _distill_factory(distill, meta["imgsz"], default_teacher=meta["source_weights"])
     if last.is_file() and read_checkpoint(last).get("train_state"):
         result = train(finetune_options(train_opts, prune, save_dir), resume=str(last), callbacks_factory=factory)
-        return write_prune_report(result, meta, save_dir, prune, train_opts, data)
+        return _finished(save_dir, write_prune_report(result, meta, save_dir, prune, train_opts, data))
     LOGGER.info(f"prune: {save_dir} was interrupted before the first finetune epoch was saved; finetuning "
                 f"{pruned.name}")
     model = load_model(pruned, select_device(train_opts.device), nc=data.nc)[0]
     hyp = Hyp.load(train_opts.hyp) if train_opts.hyp else Hyp.default_for(model.yaml)
-    return _finetune_and_report(prune, train_opts, distill, data, save_dir, model, meta, hyp)
+    return _finished(save_dir, _finetune_and_report(prune, train_opts, distill, data, save_dir, model, meta, hyp))
 
 
 # ---- report -----------------------------------------------------------------------------------------------
@@ -282,8 +314,8 @@ def write_prune_report(result, meta: dict, save_dir: Path, prune: PruneOptions, 
         plot_channels(per_layer, save_dir / "channels.png")
     except Exception as e:  # a plot must never cost the user their run
         LOGGER.warning(f"channels.png not written: {e}")
-    print(paths["md"].read_text())
-    print(f"results saved to {save_dir}")
+    shown = paths["md"].read_text().split("\n## Channels per layer")[0].rstrip()  # 60+ lines: in the files only
+    print(f"{shown}\n\nchannels per layer: {paths['md']}, {save_dir / 'channels.png'}\nresults saved to {save_dir}")
     return {"save_dir": str(save_dir), "pruned": str(save_dir / "pruned.pt"), "best": str(weights),
             "method": meta["method"], "speedup_target": meta["speedup"], "reached": summary["reached"],
             "steps": summary.get("steps"), "params": row["Parameters"], "gflops": row["GFLOPs"],

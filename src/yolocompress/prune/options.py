@@ -35,8 +35,8 @@ REG_SCHEDULES = ("linear", "constant")
 class SparseOptions:
     """Sparse training (the method's regulariser during training)"""
 
-    method: str = option("", "the pruning method the sparse training prepares for", required=True,
-                         choices=sparse_method_names)
+    method: str = option("", "the pruning method the sparse training prepares for (required, except with "
+                             "--resume)", choices=sparse_method_names)
     reg: float = option(5e-4, "regularisation coefficient at the start")
     reg_end: float | None = option(None, "coefficient at the end (default: --reg / 10 for linear)")
     reg_schedule: str = option("linear", "how the coefficient moves from --reg to --reg-end", choices=REG_SCHEDULES)
@@ -94,8 +94,8 @@ class PagcpOptions:
 class PruneOptions:
     """Pruning"""
 
-    method: str = option("", "pruning method (a row of the method table; docs/pruning.md compares them)",
-                         required=True, choices=lambda: list(METHODS))
+    method: str = option("", "pruning method (a row of the method table; docs/pruning.md compares them; "
+                             "required, except with --resume)", choices=lambda: list(METHODS))
     speedup: float = option(2.0, "target ratio of GFLOPs (or latency) before / after pruning, > 1",
                             type=speedup_factor)
     speedup_metric: str = option("gflops", "what --speedup measures", choices=SPEEDUP_METRICS)
@@ -114,6 +114,8 @@ class PruneOptions:
     pagcp: PagcpOptions = field(default_factory=PagcpOptions, metadata={"cli": True, "help": ""})
 
     def check(self) -> "PruneOptions":
+        if not self.method:
+            raise ConfigError(f"--method is required: one of {', '.join(METHODS)} (only --resume restores it)")
         if self.method not in METHODS:
             raise ConfigError(f"unknown pruning method {self.method!r}; choose one of: {', '.join(METHODS)}")
         require_speedup(self.speedup)

@@ -7,7 +7,6 @@ group_reg) train here first; `yolocompress prune` then removes the channels the 
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,14 +24,13 @@ from ..engine.ema import unwrap
 from ..engine.options import TrainOptions
 from ..models.checkpoint import read_checkpoint
 from . import methods
+from ..core.runrecord import options_record, restore
+from .bn_plot import HIST_EDGES, MAX_PLOT_ROWS, THRESHOLD, histogram, plot_bn_ridge  # noqa: F401 (re-exported)
 from .graph import implicit_parameters
 from .options import REG_SCHEDULES, SparseOptions
 
 LOGGER = logging.getLogger("yolocompress")
 
-THRESHOLD = 1e-2  # |gamma| (or group norm) under this counts as "sparse" in results.csv
-HIST_EDGES = np.logspace(-4, 1, 51)  # |gamma| bins of the ridge plot: log axis, fixed so epochs line up
-MAX_PLOT_ROWS = 40
 
 
 @dataclass(frozen=True)
@@ -191,9 +189,8 @@ class SparseCallback(Callback):
     # ---- records --------------------------------------------------------------------------------
     def on_epoch_end(self, trainer, epoch: int) -> dict:
         scales = bn_scales(unwrap(trainer.model))
-        counts, _ = np.histogram(np.clip(scales.numpy(), HIST_EDGES[0], HIST_EDGES[-1]), bins=HIST_EDGES)
         self.hists = {e: c for e, c in self.hists.items() if e < epoch}
-        self.hists[epoch] = counts.astype(int).tolist()
+        self.hists[epoch] = histogram(scales.numpy())
         row = {"sparse/reg": self.coefficient(epoch), "sparse/bn_lt_1e-2": _share_below(scales)}
         norms = group_bn_norms(self.pruner) if self.method.sparse_kind != "bn_l1" else None
         if norms is not None:
@@ -241,60 +238,32 @@ def _share_below(values: torch.Tensor, threshold: float = THRESHOLD) -> float:
     return float((values < threshold).float().mean()) if values.numel() else 0.0
 
 
-def plot_bn_ridge(hists: dict[int, list[int]], path, title: str = "") -> Path:
-    """Histograms of |gamma| per epoch, one above the other (first epoch on top), log x axis.
-
-    At most MAX_PLOT_ROWS epochs are drawn, evenly spread and always with the last one.
-    """
-    import matplotlib
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    epochs = sorted(hists)
-    if len(epochs) > MAX_PLOT_ROWS:
-        keep = np.unique(np.linspace(0, len(epochs) - 1, MAX_PLOT_ROWS).round().astype(int))
-        epochs = [epochs[i] for i in keep]
-    fig = Figure(figsize=(7, 1.6 + 0.32 * len(epochs)))
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    x = np.sqrt(HIST_EDGES[:-1] * HIST_EDGES[1:])
-    cmap = matplotlib.colormaps["viridis"]
-    for row, e in enumerate(epochs):
-        counts = np.asarray(hists[e], dtype=float)
-        base = len(epochs) - 1 - row
-        y = base + 1.6 * counts / max(counts.max(), 1.0)
-        color = cmap(0.15 + 0.7 * row / max(len(epochs) - 1, 1))
-        ax.fill_between(x, base, y, color=color, alpha=0.8, zorder=row + 1, linewidth=0)
-        ax.plot(x, y, color="white", linewidth=0.8, zorder=row + 1)
-    ax.axvline(THRESHOLD, color="red", linestyle="--", linewidth=1, zorder=len(epochs) + 2,
-               label=f"|gamma| = {THRESHOLD:g}")
-    ax.set_xscale("log")
-    ax.set_xlim(HIST_EDGES[0], HIST_EDGES[-1])
-    ax.set_yticks([len(epochs) - 1 - r for r in range(len(epochs))], [f"epoch {e + 1}" for e in epochs])
-    ax.set_xlabel("|gamma| of BatchNorm scales (values outside the axis are clipped to its ends)")
-    ax.set_title(f"BN scale distribution per epoch{f' ({title})' if title else ''}")
-    ax.legend(loc="upper right", fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    os.replace(tmp, path)
-    return path
-
-
 # ---- the command ----------------------------------------------------------------------------------
 def sparse_command(weights: str | None, sparse: SparseOptions, train_opts: TrainOptions,
                    distill: DistillOptions | None = None, resume=None) -> dict:
-    """`yolocompress sparse`: train `weights` with the method's regulariser into runs/sparse/expN."""
+    """`yolocompress sparse`: train `weights` with the method's regulariser into runs/sparse/expN.
+
+    `resume` (True: the newest interrupted sparse run under the project; or a run folder / last.pt) restores
+    every option of that run: the sparsity, the distillation and the training options."""
+    if resume:
+        last = find_resume_checkpoint(resume, train_opts.project, kind="sparse")
+        saved = read_checkpoint(last).get("meta") or {}
+        if "sparse" in (saved.get("options") or {}):
+            sparse = restore(SparseOptions, saved["options"]["sparse"])
+            distill = restore(DistillOptions, saved["options"].get("distill"))
+        else:  # a run saved before the options were recorded: its sparse settings, the distillation as given now
+            sparse = SparseOptions(saved.get("sparse_method", sparse.method), saved.get("sparse_reg", sparse.reg),
+                                   saved.get("sparse_reg_end", sparse.reg_end),
+                                   saved.get("sparse_schedule", sparse.reg_schedule))
+        train_opts = restore(TrainOptions, saved.get("opt"), runtime=train_opts) or train_opts  # the distiller's imgsz
+        LOGGER.info(f"resuming sparse training {last.parent.parent} with its saved settings: {sparse}")
+        resume = str(last)
+    elif not weights:
+        raise ConfigError("sparse: --weights W.pt is required (the trained model to make sparse), except with --resume")
+    if not sparse.method:
+        raise ConfigError(f"sparse: --method is required: one of {', '.join(methods.sparse_method_names())}")
     settings = {"sparse_method": sparse.method, "sparse_reg": sparse.reg, "sparse_reg_end": sparse.reg_end,
                 "sparse_schedule": sparse.reg_schedule}
-    if resume:
-        saved = read_checkpoint(find_resume_checkpoint(resume, train_opts.project)).get("meta") or {}
-        if "sparse_method" not in saved:
-            raise CheckpointError(f"--resume {resume}: not a sparse-training run; resume it with "
-                                  "`yolocompress train --resume`")
-        settings = {k: saved.get(k, settings[k]) for k in settings}
-        LOGGER.info(f"resuming sparse training with its saved settings: {settings}")
     schedule = RegSchedule(settings["sparse_reg"], settings["sparse_reg_end"], settings["sparse_schedule"])
     sparse_method(settings["sparse_method"])
     settings["sparse_reg_end"] = schedule.end
@@ -307,7 +276,8 @@ def sparse_command(weights: str | None, sparse: SparseOptions, train_opts: Train
         made.append(cb)
         return [cb] + (list(distill_factory(model, data)) if distill_factory else [])
 
-    res = train(train_opts, weights=weights, resume=resume, callbacks_factory=factory, meta=settings,
+    meta = {**settings, "options": options_record(sparse=sparse, distill=distill)}
+    res = train(train_opts, weights=weights, resume=resume, callbacks_factory=factory, meta=meta, kind="sparse",
                 transfer=False)  # sparse training needs a model trained on the data
     m = res.metrics or {}
     final = made[-1].last.get("sparse/bn_lt_1e-2") if made else None

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
 import torch.nn as nn
+from tqdm import tqdm
 
 from ..core.errors import ConfigError, PruningError
+from ..core.runlog import detail_logger
 from ..engine.options import model_stride
 from ..core.stats import count_gflops, count_params, measure_latency
 from .guard import Unprunable, find_unprunable
@@ -26,6 +29,7 @@ from .options import require_speedup
 from .runcheck import check_runs
 
 LOGGER = logging.getLogger("yolocompress")
+STEPS = detail_logger()  # one line per step: the run's log file; the console shows a progress bar
 METRICS = ("gflops", "latency")
 
 
@@ -155,6 +159,8 @@ def prune_to_target(model: nn.Module, example_inputs, method: str, speedup: floa
                           global_pruning=global_pruning, round_to=round_to, **guard.pruner_options(model))
     g, lat, step, reached, still = g0, lat0, 0, False, 0
     reason = "step limit reached"
+    bar = tqdm(total=max_steps, desc=f"prune {m.name} to {speedup}x", bar_format="{l_bar}{bar:10}{r_bar}",
+               disable=os.environ.get("YOLOCOMPRESS_NO_BAR") == "1")
     for step in range(1, max_steps + 1):
         if m.needs_grad:
             grad_fn(model, pruner)
@@ -166,8 +172,11 @@ def prune_to_target(model: nn.Module, example_inputs, method: str, speedup: floa
             lat = latency()
         ratio = g0 / g
         lat_ratio = lat0 / lat if metric == "latency" else None
-        LOGGER.info(f"prune step {step}/{max_steps}: GFLOPs {g:.3f} ({ratio:.3f}x)"
-                    + (f", latency {lat:.2f} ms ({lat_ratio:.3f}x)" if lat_ratio else ""))
+        STEPS.info(f"prune step {step}/{max_steps}: GFLOPs {g:.3f} ({ratio:.3f}x)"
+                   + (f", latency {lat:.2f} ms ({lat_ratio:.3f}x)" if lat_ratio else ""))
+        bar.update(1)
+        bar.set_postfix({"GFLOPs": f"{ratio:.3f}x", **({"latency": f"{lat_ratio:.3f}x"} if lat_ratio else {})},
+                        refresh=False)
         if progress is not None:
             progress(step, ratio, lat_ratio)
         if (lat_ratio if metric == "latency" else ratio) >= speedup:
@@ -177,6 +186,7 @@ def prune_to_target(model: nn.Module, example_inputs, method: str, speedup: floa
             reason = (f"no channel removed for {patience} steps (every layer at --max-ratio {max_ratio}, or tied "
                       "scores, e.g. untrained BatchNorm scales with --global)")
             break
+    bar.close()
     if step == 0:
         raise PruningError("prune: no step was run; use --max-steps >= 1")
     model.zero_grad(set_to_none=True)

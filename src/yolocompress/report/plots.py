@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
 import matplotlib
@@ -54,19 +55,34 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     return front
 
 
+def axis_label(key: str) -> str:
+    """A table column as an axis title with its unit (`Inference Time (bs 32)` -> `... (ms per batch of 32)`)."""
+    m = re.match(r"Inference Time \(bs (\d+)\)", key)
+    if m:
+        return f"Inference Time (ms per batch of {m.group(1)})"
+    return {"Model Size": "Model Size (MB)", "Parameters": "Parameters (M)"}.get(key, key)
+
+
 def plot_tradeoff(rows: list[dict], x_key: str, y_key: str, out_path, title: str = "") -> Path:
-    """Accuracy against cost, one labelled point per model, the Pareto front joined by a line."""
+    """Accuracy against cost, one labelled point per model, the Pareto front joined by a line.
+
+    Labels of points in the right half are written to their left, so none runs off the figure.
+    """
     pts = [(float(r[x_key]), float(r[y_key])) for r in rows]
     front = sorted(pareto_front(pts), key=lambda i: pts[i][0])
-    fig, ax = plt.subplots(figsize=(6, 4.2))
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
     ax.scatter([p[0] for p in pts], [p[1] for p in pts], color="tab:blue", zorder=3)
-    for r, (x, y) in zip(rows, pts):
-        ax.annotate(str(r.get("Model", "")), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
     ax.plot([pts[i][0] for i in front], [pts[i][1] for i in front], color="tab:red", linestyle="--",
             marker="o", label="Pareto front", zorder=2)
-    ax.set_xlabel(x_key)
-    ax.set_ylabel(y_key)
-    ax.set_title(title or f"{y_key} vs {x_key}")
+    ax.margins(x=0.12, y=0.15)
+    lo, hi = ax.get_xlim()
+    for r, (x, y) in zip(rows, pts):
+        right_half = x > (lo + hi) / 2
+        ax.annotate(str(r.get("Model", "")), (x, y), textcoords="offset points", xytext=(-5 if right_half else 5, 5),
+                    ha="right" if right_half else "left", fontsize=8)
+    ax.set_xlabel(axis_label(x_key))
+    ax.set_ylabel(axis_label(y_key))
+    ax.set_title(title or f"{y_key} vs {axis_label(x_key)}")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
