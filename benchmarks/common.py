@@ -76,8 +76,8 @@ def table(rows: list[dict]) -> str:
 
 
 # The options that decide what a finished row means: a rerun that changes one of them must not reuse old rows.
-RECIPE_KEYS = ("weights", "data", "hyp", "imgsz", "batch_size", "seed", "speedup", "finetune_epochs", "kd",
-               "v7_weights", "v7_cfg", "v7_epochs", "v7_hyp")
+RECIPE_KEYS = ("weights", "v5_weights", "data", "hyp", "imgsz", "batch_size", "seed", "speedup", "finetune_epochs", "kd",
+               "v7_weights", "v7_cfg", "v7_epochs", "v7_hyp", "train_images", "sparse_epochs", "v7_patience")
 
 
 class Results:
@@ -128,13 +128,16 @@ def kd_options(logit: str | None = None, feature: str | None = None, teacher=Non
 
 
 def prune_switches(flags) -> dict:
-    """PruneOptions fields from switch names as the CLI spells them (`global` -> global_pruning=True)."""
-    by_flag = {(f.metadata.get("flag") or "--" + f.name.replace("_", "-")).lstrip("-"): f.name
+    """PruneOptions fields from switch names as the CLI spells them (`global` -> global_pruning=True, `local` ->
+    global_pruning=False)."""
+    by_flag = {(f.metadata.get("flag") or "--" + f.name.replace("_", "-")).lstrip("-"): (f.name, True)
                for f in fields(PruneOptions)}
+    by_flag.update({f.metadata["off_flag"].lstrip("-"): (f.name, False) for f in fields(PruneOptions)
+                    if f.metadata.get("off_flag")})
     unknown = [f for f in flags if f not in by_flag]
     if unknown:
         raise SystemExit(f"unknown prune switch(es) {unknown}; known: {', '.join(sorted(by_flag))}")
-    return {by_flag[f]: True for f in flags}
+    return dict(by_flag[f] for f in flags)
 
 
 def run_prune(weights, method: str, speedup: float, epochs: int, *, data, hyp, imgsz: int, batch: int, device: str,
@@ -150,11 +153,13 @@ def run_prune(weights, method: str, speedup: float, epochs: int, *, data, hyp, i
 
 def run_train(*, data, hyp, epochs: int, imgsz: int, batch: int, device: str, workers: int, project, name: str,
               seed: int = 0, weights=None, cfg=None, model=None, meta=None, kd: DistillOptions | None = None,
-              default_teacher=None, noautoanchor: bool = False):
-    """One training run with the engine (optionally distilled); returns the engine's TrainResult. A run of the same
+              default_teacher=None, noautoanchor: bool = False, patience: int | None = None):
+    """One training run with the engine (optionally distilled); returns the engine's TrainResult. `patience`: stop
+    when validation fitness has not improved for that many epochs (the engine's default when None). A run of the same
     name that was interrupted (its last.pt holds training state short of `epochs`) is resumed, not restarted."""
     opts = TrainOptions(data=str(data), epochs=epochs, batch_size=batch, imgsz=imgsz, device=device, workers=workers,
-                        project=str(project), name=name, exist_ok=True, noautoanchor=noautoanchor, seed=seed)
+                        project=str(project), name=name, exist_ok=True, noautoanchor=noautoanchor, seed=seed,
+                        **({} if patience is None else {"patience": patience}))
     factory = distill_callbacks_factory(kd, imgsz, default_teacher=default_teacher)
     last = Path(project) / name / "weights" / "last.pt"
     state = read_checkpoint(last).get("train_state") if last.is_file() else None

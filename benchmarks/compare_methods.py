@@ -1,112 +1,192 @@
-"""Compare every pruning method on one baseline each of yolov5n and yolov7-tiny trained on ../shared/bench/.
+"""The seed-style method comparison on a yolov5n and a yolov7-tiny baseline, resumable row by row.
 
-For each baseline: a control row (the baseline finetuned with the same recipe, so that gains from the extra epochs
-are not credited to pruning), every method and PAGCP at 2.0x, with and without distillation from the unpruned model
-(`--teacher auto --kd-logit l2` by default), one finetune recipe for all; then the five best at 2.0x (by mAP50-95
-without distillation) again at 3.0x and 4.0x, with and without distillation; then `yolocompress bench` over the
-baseline and every result (GPU batch 32 FP16 when a GPU is present, else CPU batch 32), which writes its table and
-the mAP-vs-GFLOPs and mAP-vs-latency plots with the Pareto front. Rows (CPU latency at batch 1 and 32, GPU FP16
-at batch 32 when present) go to --out as they finish; a rerun skips them.
+Per baseline: the control row (the baseline finetuned with the same recipe, so that gains from the extra epochs are
+not credited to pruning); every method at the first speed-up in its designed setting (the method table's ranking
+scope); `slim`, `group_slim`, `group_sl` and `group_reg` again after their own sparse training (rows "(Sparse)",
+with the sparse run's BN plot linked); PAGCP; then the `--top` best at the first speed-up (by mAP50-95 without
+distillation) at the other speed-ups; every pruned row and the control with and without logit distillation from
+the baseline (`--kd`). Then CPU latency at 640 px, batch 1 and 32, PyTorch and onnxruntime, for every distinct
+architecture in interleaved passes, with each model's spread and its speed-up range (benchmarks/latency640.py).
 
-Baselines: yolov5n = the official checkpoint of ../shared/fixtures/; yolov7-tiny = --v7-weights, or trained here
-by our engine from --v7-cfg for --v7-epochs (cached in the project folder).
+Rows go to --out (default benchmarks/results/compare.json, tracked in git) as they finish; a rerun skips them, and
+one with another recipe is refused. The protocol (image size, training images, epochs) and its cost are in
+docs/benchmarks.md. Baselines: yolov5n = the official checkpoint of ../shared/fixtures/ (192 px); yolov7-tiny =
+--v7-weights, or trained here by our engine from --v7-cfg until its validation mAP stops rising (--v7-patience).
 
-usage: python benchmarks/compare_methods.py [--models v5n v7t] [--methods l1 lamp ...] [--top 5]
-       [--speedups 2.0 3.0 4.0] [--finetune-epochs 10] [--kd l2] [--device 0] [--no-bench]
-       [--import-prune-bench runs/prune-bench/results.json] [--latency-only]
-Sized for a GPU (the yolov7-tiny baseline and ~80 finetunes); on a 2-core CPU run subsets (--models, --methods).
+usage: python benchmarks/compare_methods.py [--models v5n v7t] [--methods l1 lamp ...] [--sparse-methods ...]
+       [--top 3] [--speedups 2.0 3.0 4.0] [--finetune-epochs 4] [--sparse-epochs 4] [--train-images 400]
+       [--kd l1] [--device 0] [--no-latency640] [--latency-only]
+The same command runs on a GPU (--device 0); nothing waits for one.
 """
 import argparse
-import json
+import os
 import time
 from pathlib import Path
 
-from common import FIXTURE, Bench, add_bench_args, add_v7_args, kd_options, run_prune, run_train, table
-from yolocompress.prune.methods import METHODS
-from yolocompress.bench import BenchOptions, bench_command
+from common import (FIXTURE, ROOT, Bench, add_bench_args, add_v7_args, kd_options, run_prune, run_train,
+                    table)
+from latency640 import architecture_key, as_cells, time_architectures
+from yolocompress.engine.options import TrainOptions
+from yolocompress.models.checkpoint import load_model
+from yolocompress.prune.methods import sparse_method_names, torch_pruning_method_names
+from yolocompress.prune.options import SparseOptions
+from yolocompress.prune.sparse import sparse_command
+
+DEFAULT_OUT = ROOT / "benchmarks" / "results" / "compare.json"
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", nargs="+", choices=["v5n", "v7t"], default=["v5n", "v7t"])
-    ap.add_argument("--methods", nargs="+", default=list(METHODS) + ["pagcp"])
+    ap.add_argument("--methods", nargs="+", default=torch_pruning_method_names() + ["pagcp"])
+    ap.add_argument("--sparse-methods", nargs="*", default=list(sparse_method_names()),
+                    help="methods also run after their own sparse training (rows labelled '(Sparse)')")
     ap.add_argument("--speedups", nargs="+", type=float, default=[2.0, 3.0, 4.0])
-    ap.add_argument("--top", type=int, default=5, help="methods carried on to the higher speed-ups")
-    ap.add_argument("--kd", default="l2", help="logit loss of the distilled runs ('none' to skip them)")
-    add_v7_args(ap, epochs=150)
-    ap.add_argument("--finetune-epochs", type=int, default=10)
-    ap.add_argument("--no-bench", action="store_true", help="skip the final `bench` over all models")
-    ap.add_argument("--import-prune-bench", default=None, metavar="JSON",
-                    help="reuse prune_bench.py's yolov5n rows (same recipe) as this script's v5n 2.0x rows")
+    ap.add_argument("--top", type=int, default=3, help="methods carried on to the higher speed-ups")
+    ap.add_argument("--kd", default="l1", help="logit loss of the distilled runs ('none' to skip them)")
+    ap.add_argument("--v5-weights", default=str(FIXTURE), help="the v5n baseline (default: the official fixture)")
+    add_v7_args(ap, epochs=80)
+    ap.add_argument("--v7-patience", type=int, default=10,
+                    help="the v7t baseline trained here stops when validation mAP has not risen for N epochs")
+    ap.add_argument("--finetune-epochs", type=int, default=4)
+    ap.add_argument("--sparse-epochs", type=int, default=4, help="epochs of each sparse-training run")
+    ap.add_argument("--train-images", type=int, default=400,
+                    help="first N training images (sorted) for every run; 0 = all (the protocol, docs/benchmarks.md)")
+    ap.add_argument("--no-latency640", action="store_true", help="skip the 640-px latency pass at the end")
+    ap.add_argument("--latency640-rounds", type=int, default=3, help="interleaved passes of the 640-px timing")
+    ap.add_argument("--latency640-batches", nargs="+", type=int, default=[1, 32],
+                    help="batch sizes of the 640-px timing (1 and 32; smaller for a smoke run)")
     add_bench_args(ap, "compare-methods")
-    b = Bench(ap.parse_args())
-    a = b.args
-    if a.import_prune_bench:
-        import_prune_bench(b.results, a.import_prune_bench, a)
+    a = ap.parse_args()
+    a.out = a.out or str(DEFAULT_OUT)
+    os.chdir(ROOT)  # the bench data.yaml's path is relative to the project checkout
+    a.data = subset_data(a.data, a.train_images, Path(a.project)) if a.train_images else a.data
+    b = Bench(a)
     if a.latency_only:
         b.remeasure_latency()
     else:
         run_all(b)
+    if not a.no_latency640:
+        latency640(b)
     for model in a.models:
         rows = [r for k, r in b.results.data["rows"].items() if k.startswith(model + "/")]
         print(f"\n{model}\n" + table(rows))
-        if not a.no_bench and not a.latency_only:
-            bench_command(BenchOptions(
-                weights=[r["weights"] for r in rows], data=str(a.data), imgsz=a.imgsz, batch_size=32, device=a.device,
-                half=b.validator.device.type == "cuda", workers=a.workers, latency_rounds=a.latency_rounds,
-                project=str(Path(a.project) / "bench"), name=model, exist_ok=True, labels=[r["Model"] for r in rows]))
 
 
-def import_prune_bench(results, path, a):
-    """prune_bench.py runs the yolov5n fixture at 2.0x with the same recipe: its rows need not be run twice."""
-    other = json.loads(Path(path).read_text())
-    keys = ("finetune_epochs", "imgsz", "batch_size", "hyp", "data")
-    same = {k: other["args"].get(k) == getattr(a, k) for k in keys}
-    if not all(same.values()) or other["args"].get("speedup") != a.speedups[0]:
-        raise SystemExit(f"{path}: another recipe ({', '.join(k for k, v in same.items() if not v) or 'speedup'})")
-    for key, row in other["rows"].items():
-        new = f"v5n/{key}" if key in ("baseline", "control") else f"v5n/{key}/{a.speedups[0]}x"
-        if not results.has(new):
-            results.data["rows"][new] = {**row, "Model": f"v5n {row['Model']}"}
-            results.data["minutes"][new] = other["minutes"].get(key)
-    results.save()
+def subset_data(data_yaml, n: int, project: Path) -> str:
+    """A data yaml whose training split is the first `n` images (sorted) of `data_yaml`'s; validation unchanged."""
+    import yaml
+    from yolocompress.data.dataset import load_data_config
+    cfg = load_data_config(str(Path(data_yaml).resolve()))
+    images = sorted(cfg.train)[:n]
+    if len(images) < n:
+        raise SystemExit(f"--train-images {n}: {data_yaml} has only {len(images)} training images")
+    out = (ROOT / project).resolve() / f"data-train{n}"
+    out.mkdir(parents=True, exist_ok=True)
+    for split, files in (("train", images), ("val", cfg.val)):
+        (out / f"{split}.txt").write_text("".join(f"{Path(p).resolve()}\n" for p in files))
+    (out / "data.yaml").write_text(yaml.safe_dump({"path": str(out), "train": "train.txt", "val": "val.txt",
+                                                   "nc": cfg.nc, "names": list(cfg.names)}))
+    return str(out / "data.yaml")
 
 
 def run_all(b: Bench):
     a, results = b.args, b.results
     kd_modes = [False] + ([True] if a.kd != "none" else [])
+    kd_label = f" +KD {a.kd}"
     for model in a.models:
         common = b.common_for(model)
         key = f"{model}/baseline"
         if not results.has(key):
             t0 = time.time()
-            weights = FIXTURE if model == "v5n" else a.v7_weights
+            weights = a.v5_weights if model == "v5n" else a.v7_weights
             if weights is None:
-                weights = run_train(**b.v7_baseline_run()).best
+                weights = run_train(**b.v7_baseline_run(), patience=a.v7_patience).best
             b.add(key, f"{model} baseline", weights, t0)
         base = results.row(key)["weights"]
-        if not results.has(f"{model}/control"):  # extra epochs alone: what pruning must not be credited with
-            t0 = time.time()
-            res = run_train(weights=base, epochs=a.finetune_epochs, name=f"{model}-control", noautoanchor=True,
-                            **common)
-            b.add(f"{model}/control", f"{model} control: baseline finetuned {a.finetune_epochs} epochs", res.best, t0)
-
-        def prune(method, speedup, kd):
-            k = f"{model}/{method}/{speedup}x" + ("/kd" if kd else "")
+        for kd in kd_modes:  # extra epochs alone: what pruning must not be credited with
+            k = f"{model}/control" + ("/kd" if kd else "")
             if not results.has(k):
                 t0 = time.time()
-                res = run_prune(base, method, speedup, a.finetune_epochs, name=k.replace("/", "-"),
-                                kd=kd_options(a.kd, teacher="auto") if kd else None, **common)
-                b.add(k, f"{model} {method} {speedup}x" + (f" +KD {a.kd}" if kd else ""), res["best"], t0)
+                res = run_train(weights=base, epochs=a.finetune_epochs, name=k.replace("/", "-"), noautoanchor=True,
+                                kd=kd_options(a.kd, teacher=base) if kd else None, **common)
+                b.add(k, f"{model} control: baseline finetuned {a.finetune_epochs} epochs" + (kd_label if kd else ""),
+                      res.best, t0)
 
+        def prune(method, speedup, kd, start=base, tag=""):
+            k = f"{model}/{method}{tag}/{speedup}x" + ("/kd" if kd else "")
+            if not results.has(k):
+                t0 = time.time()
+                res = run_prune(start, method, speedup, a.finetune_epochs, name=k.replace("/", "-"),
+                                kd=kd_options(a.kd, teacher=base) if kd else None, **common)
+                label = f"{model} {method}{' (Sparse)' if tag else ''} {speedup}x" + (kd_label if kd else "")
+                b.add(k, label, res["best"], t0)
+                if tag:
+                    results.data["rows"][k]["bn_plot"] = results.row(f"{model}/sparse/{method}")["bn_plot"]
+                    results.save()
+            return k
+
+        def sparse(method) -> str:
+            k = f"{model}/sparse/{method}"
+            if not results.has(k):
+                t0 = time.time()
+                opts = TrainOptions(data=str(common["data"]), hyp=str(common["hyp"]), imgsz=common["imgsz"],
+                                    batch_size=common["batch"], workers=common["workers"], device=common["device"],
+                                    project=str(common["project"]), name=k.replace("/", "-"), exist_ok=True,
+                                    seed=common["seed"], epochs=a.sparse_epochs, noautoanchor=True)
+                res = sparse_command(base, SparseOptions(method=method), opts)
+                b.add(k, f"{model} {method} sparse training, {a.sparse_epochs} epochs (not pruned)", res["best"], t0)
+                results.data["rows"][k]["bn_plot"] = str(Path(res["save_dir"]) / "bn_gamma.png")
+                results.save()
+            return results.row(k)["weights"]
+
+        first, candidates = a.speedups[0], []
         for method in a.methods:
             for kd in kd_modes:
-                prune(method, a.speedups[0], kd)
-        ranked = sorted(a.methods, key=lambda m: -results.row(f"{model}/{m}/{a.speedups[0]}x")["mAP50-95"])
+                k = prune(method, first, kd)
+            candidates.append((method, base, ""))
+        for method in a.sparse_methods:
+            start = sparse(method)
+            for kd in kd_modes:
+                prune(method, first, kd, start, "+sparse")
+            candidates.append((method, start, "+sparse"))
+        ranked = sorted(candidates, key=lambda c: -results.row(f"{model}/{c[0]}{c[2]}/{first}x")["mAP50-95"])
+        results.data.setdefault("top", {})[model] = [f"{m}{t}" for m, _, t in ranked[:a.top]]
+        results.save()
         for speedup in a.speedups[1:]:
-            for method in ranked[:a.top]:
+            for method, start, tag in ranked[:a.top]:
                 for kd in kd_modes:
-                    prune(method, speedup, kd)
+                    prune(method, speedup, kd, start, tag)
+
+
+def latency640(b: Bench) -> None:
+    """640-px CPU latency (PyTorch and onnxruntime, batch 1 and 32) of every distinct architecture, against the
+    first baseline's, in interleaved passes; cells copied to every row of that architecture. Done once per set of
+    architectures (kept in the results file)."""
+    results = b.results
+    rows = results.data["rows"]
+    models, keys = {}, {}
+    for k, row in rows.items():
+        m = load_model(row["weights"], nc=b.data.nc)[0]
+        arch = architecture_key(m)
+        keys[k] = arch
+        models.setdefault(arch, m)
+    done = results.data.setdefault("latency640", {})
+    for model in b.args.models:  # each baseline is the reference of its own rows
+        base = keys.get(f"{model}/baseline")
+        archs = [base] + sorted({keys[k] for k in rows if k.startswith(model + "/")} - {base}) if base else []
+        todo = [x for x in archs if f"{model}:{x}" not in done]
+        if not todo:
+            continue
+        timed = time_architectures([models[x] for x in archs], batches=b.args.latency640_batches,
+                                   rounds=b.args.latency640_rounds)
+        for i, x in enumerate(archs):
+            done[f"{model}:{x}"] = as_cells(timed, i)
+        results.save()
+    for k, row in rows.items():
+        row.update(done.get(f"{k.split('/')[0]}:{keys[k]}", {}))
+    results.save()
+
 
 if __name__ == "__main__":
     main()

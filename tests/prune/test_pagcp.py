@@ -16,7 +16,7 @@ from yolocompress.models.heads import ImplicitA, ImplicitM
 from yolocompress.prune import pagcp
 from yolocompress.engine.options import TrainOptions
 from yolocompress.prune.options import PagcpOptions, PruneOptions
-from yolocompress.prune.pagcp import LayerRecord, pagcp_prune, select_topk, solve_lambda
+from yolocompress.prune.pagcp import LayerRecord, pagcp_prune, pruned_counts, select_topk, solve_lambda
 from yolocompress.core.stats import count_gflops
 
 from ..conftest import tiny_config
@@ -325,3 +325,13 @@ def test_prune_pagcp_on_demo_data(demo_data, tmp_path):
     assert (tmp_path / "exp" / "pagcp_rounds" / "round1" / "weights" / "last.pt").is_file()
     assert count_gflops(pruned, IMGSZ) < count_gflops(model, IMGSZ)
     json.dumps(extra, allow_nan=False)
+
+
+def test_round_to_keeps_every_pruned_layer_a_multiple():
+    model, batches, loss_fn = setup(MINI_V5)
+    before = {n: m.out_channels for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
+    res = run(model, batches, loss_fn, speedup=1.25, rounds=2, initial_rate=0.2, round_to=4)
+    after = {n: m.out_channels for n, m in res.model.named_modules() if isinstance(m, nn.Conv2d)}
+    changed = [n for n in before if after[n] != before[n]]
+    assert changed and all(after[n] % 4 == 0 for n in changed)
+    assert pruned_counts(20, 8) == [4, 12] and pruned_counts(8, 8) == [] and pruned_counts(20)[0] == 1

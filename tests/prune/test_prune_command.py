@@ -16,6 +16,7 @@ from yolocompress.engine.api import val
 from yolocompress.engine.options import ValOptions
 from yolocompress.core.hyp import Hyp
 from yolocompress.core.errors import TrainingError
+from yolocompress.core.stats import Timing
 from yolocompress.models.builder import Model
 from yolocompress.models.checkpoint import load_model, save_checkpoint
 from yolocompress.models.export import check_onnx, export_onnx
@@ -74,7 +75,7 @@ def test_prune_writes_the_run_folder_and_the_json_row(run):
     assert res["speedup_latency"] > 0
     md = (d / "report.md").read_text()
     assert "| Model | Parameters | GFLOPs | Model Size | mAP50 | mAP50-95 | Inference Time (bs 2) |" in md
-    assert "GFLOPs ratio" in md and "measured latency ratio" in md and "## Channels per layer" in md
+    assert "GFLOPs ratio" in md and "speed-up: GFLOPs" in md and "| latency" in md and "## Channels per layer" in md
     report = json.loads((d / "report.json").read_text())
     assert [r["Model"] for r in report["rows"]][0].startswith("baseline")
     assert report["rows"][1]["GFLOPs %"] == pytest.approx(100 * res["gflops"] / res["baseline"]["GFLOPs"])
@@ -189,14 +190,19 @@ def test_report_times_baseline_and_pruned_model_together(run, demo, monkeypatch)
     pruned, ckpt = load_model(run.save_dir / "pruned.pt")
     meta, key = ckpt["meta"], "Inference Time (bs 2)"
     calls = []
-    monkeypatch.setattr(api, "interleaved_latency", lambda models, *a, **k: calls.append(models) or [2.0, 1.0])
+    passes = [Timing((2.0, 2.2, 1.9)), Timing((1.0, 1.0, 1.0))]
+    monkeypatch.setattr(api, "interleaved_timings", lambda models, *a, **k: calls.append(models) or passes)
     monkeypatch.setattr(api, "measure_latency", lambda *a, **k: 7.0)
-    base_ms, pruned_ms, how = api._time_side_by_side(meta, pruned, 10, IMGSZ, 2, "cpu")
+    base_ms, pruned_ms, how, ratio = api._time_side_by_side(meta, pruned, 10, IMGSZ, 2, "cpu")
     assert base_ms == 2.0 and pruned_ms == 1.0 and len(calls[0]) == 2 and calls[0][1] is pruned
     assert calls[0][0] is not pruned and "3 interleaved passes" in how
-    base_ms, pruned_ms, how = api._time_side_by_side({**meta, "baseline_weights": str(demo.root / "gone.pt")},
-                                                     pruned, 10, IMGSZ, 2, "cpu")
+    assert ratio.spread == (1.9, 2.2) and ratio.text() == "2.00x (1.90-2.20)"
+    base_ms, pruned_ms, how, ratio = api._time_side_by_side(
+        {**meta, "baseline_weights": str(demo.root / "gone.pt")}, pruned, 10, IMGSZ, 2, "cpu")
     assert base_ms == meta["baseline"][key] and pruned_ms == 7.0 and "baseline timed before pruning" in how
+    assert ratio is None
+    report = (run.save_dir / "report.md").read_text()
+    assert "speed-up: GFLOPs" in report and "| latency" in report  # both ratios, side by side
 
 
 def test_console_shows_the_summary_and_the_files_keep_every_step_and_channel(run):

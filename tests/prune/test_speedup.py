@@ -10,7 +10,7 @@ from yolocompress.models.export import check_onnx, export_onnx
 from yolocompress.prune import speedup as speedup_mod
 from yolocompress.prune.methods import METHODS, accumulate_gradients, torch_pruning_method_names
 from yolocompress.prune.speedup import prune_to_target
-from yolocompress.core.stats import count_gflops
+from yolocompress.core.stats import Timing, count_gflops
 
 from .tiny_yolos import IMGSZ, image, one_thread, outputs, tiny
 
@@ -105,27 +105,49 @@ def test_small_steps_stop_close_to_the_target():
     assert out.reached and 2.0 <= out.speedup_gflops <= 2.1
 
 
+def _clock(model, imgsz):
+    return 10.0 * count_gflops(model, imgsz) ** 0.5
+
+
 def test_latency_metric_stops_on_the_measured_ratio(monkeypatch):
-    """With a stand-in clock (time ~ sqrt(GFLOPs)), a 1.3x latency target needs ~1.69x fewer GFLOPs."""
+    """With a stand-in clock (time ~ sqrt(GFLOPs)), a 1.3x latency target needs ~1.69x fewer GFLOPs; the loop
+    times the model against an unpruned copy in interleaved passes."""
     seen = []
 
-    def fake_latency(model, imgsz, batch_size, device):
-        seen.append((imgsz, batch_size, device))
-        return 10.0 * count_gflops(model, imgsz) ** 0.5
-    monkeypatch.setattr(speedup_mod, "measure_latency", fake_latency)
+    def fake_timings(models, imgsz, batch_size, device, rounds):
+        seen.append((imgsz, batch_size, device, rounds))
+        return [Timing((_clock(m, imgsz),) * rounds) for m in models]
+    monkeypatch.setattr(speedup_mod, "measure_latency", lambda model, imgsz, b, d: _clock(model, imgsz))
+    monkeypatch.setattr(speedup_mod, "interleaved_timings", fake_timings)
     model = tiny("v7")
     out = prune_to_target(model, image(), "l1", 1.3, metric="latency", imgsz=IMGSZ, max_steps=STEPS,
-                          latency_device="cpu", latency_batch=4)
+                          latency_device="cpu", latency_batch=4, latency_rounds=3)
     assert out.reached and out.speedup_latency >= 1.3
     assert out.speedup_gflops == pytest.approx(out.speedup_latency ** 2)
     assert out.speedup_gflops >= 1.69
-    assert seen[0] == (IMGSZ, 4, "cpu") and len(seen) == out.steps + 1
+    assert seen[0] == (IMGSZ, 4, "cpu", 3) and len(seen) == out.steps + 1  # the stopping ratio measured twice
+    assert out.summary()["speedup_latency_significant"] is True  # a clock without noise: no spread
+
+
+def test_one_noisy_latency_measurement_does_not_stop_the_loop(monkeypatch):
+    """A ratio past the target once, and not again when confirmed, lets the loop go on."""
+    calls = []
+
+    def fake_timings(models, imgsz, batch_size, device, rounds):
+        calls.append(1)
+        base, cur = (_clock(m, imgsz) for m in models)
+        lucky = len(calls) == 1  # the first measurement says 3x
+        return [Timing((base,) * rounds), Timing(((base / 3.0) if lucky else cur,) * rounds)]
+    monkeypatch.setattr(speedup_mod, "measure_latency", lambda model, imgsz, b, d: _clock(model, imgsz))
+    monkeypatch.setattr(speedup_mod, "interleaved_timings", fake_timings)
+    out = prune_to_target(tiny("v7"), image(), "l1", 1.3, metric="latency", imgsz=IMGSZ, max_steps=STEPS)
+    assert out.reached and out.steps > 1 and out.speedup_gflops >= 1.69
 
 
 def test_the_step_limit_is_reported_when_the_target_is_out_of_reach(caplog):
     model = tiny("v7")
     out = prune_to_target(model, image(), "l1", 3.0, imgsz=IMGSZ, max_steps=4, max_ratio=0.2, measure=False)
-    assert not out.reached and out.steps == 4 and out.stop_reason == "step limit reached"
+    assert not out.reached and out.grid_step == 4 and out.stop_reason.startswith("step limit reached")
     assert 1.2 < out.speedup_gflops < 3.0  # every layer at 20 % fewer channels
     assert "was not reached" in caplog.text
 

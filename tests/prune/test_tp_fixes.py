@@ -340,3 +340,30 @@ def _attention_net_prunes(graph_cls):
 def test_j_channel_free_edges_do_not_tie_the_feature_channels():
     assert not _attention_net_prunes(tp.DependencyGraph)
     assert _attention_net_prunes(fx.FixedDependencyGraph)
+# k. global ranking passes max_pruning_ratio within one step
+def _min_share_kept(cls, round_to=None):
+    """Smallest share of its channels a layer keeps after one global step to 80 % with a 50 % limit, when one layer's
+    weights are tiny (the global ranking wants all of them)."""
+    model, x = make()
+    with torch.no_grad():
+        model.down.conv.weight.mul_(1e-3)
+    before = {b: b.conv.out_channels for b in model.blocks()}
+    cls(model, x, imp.MagnitudeImportance(p=2), global_pruning=True, pruning_ratio=0.8, max_pruning_ratio=0.5,
+        ignored_layers=[model.head], round_to=round_to).step()
+    return min(b.conv.out_channels / c for b, c in before.items())
+
+
+def test_k_global_ranking_keeps_the_max_ratio_within_a_step():
+    assert _min_share_kept(tp.pruner.BasePruner) < 0.5
+    assert _min_share_kept(fx.FixedBasePruner) == 0.5
+    assert _min_share_kept(fx.FixedBasePruner, round_to=8) == 0.5
+
+
+def test_rounding_goes_to_the_nearest_multiple():
+    """Upstream rounds the kept channels down: 16 channels at 8 % pruning keep 8; ours keeps 16 (15 is nearer)."""
+    def widths(cls):
+        model, x = make()
+        cls(model, x, imp.MagnitudeImportance(p=2), pruning_ratio=0.08, round_to=8, ignored_layers=[model.head]).step()
+        return model.stem.conv.out_channels, model.down.conv.out_channels
+    assert widths(tp.pruner.BasePruner) == (8, 24)
+    assert widths(fx.FixedBasePruner) == (16, 32)

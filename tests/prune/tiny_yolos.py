@@ -53,10 +53,11 @@ def v7_cfg(nc: int = 3, width: float = 0.25) -> dict:
 CONFIGS = {"v5": v5_cfg, "v7": v7_cfg}
 
 
-def tiny(family: str, nc: int = 3, seed: int = 0) -> Model:
-    """A tiny model with non-trivial BatchNorm and implicit parameters (random weights)."""
+def tiny(family: str, nc: int = 3, seed: int = 0, **cfg) -> Model:
+    """A tiny model with non-trivial BatchNorm and implicit parameters (random weights); `cfg` goes to the config
+    function (e.g. width=0.25 for yolov5n's real widths)."""
     torch.manual_seed(seed)
-    model = Model(CONFIGS[family](nc))
+    model = Model(CONFIGS[family](nc, **cfg))
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for m in model.modules():

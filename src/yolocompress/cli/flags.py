@@ -93,6 +93,10 @@ def _add_flag(parser, f: dataclasses.Field, tp, prefix: str, dest: str, default)
             kw["required"] = True
     if meta.get("action") == "append":
         kw.update(action="append", type=meta.get("type") or base, metavar=meta.get("metavar") or f.name.upper())
+    elif base is bool and not is_list and meta.get("off_flag"):  # tri-state: flag True, off flag False, else None
+        kw["action"] = "store_true"
+        parser.add_argument(meta["off_flag"], dest=dest, action="store_false", default=default,
+                            help=meta.get("off_help", ""))
     elif base is bool and not is_list:
         kw["action"] = argparse.BooleanOptionalAction if default else "store_true"
         if default:

@@ -13,18 +13,21 @@ from typing import Any, Callable
 def option(default: Any = dataclasses.MISSING, help: str = "", *, default_factory: Callable | None = None,
            flag: str | None = None, aliases: tuple = (), choices=None, type: Callable | None = None,
            nargs=None, metavar: str | None = None, cli: bool = True, const: Any = dataclasses.MISSING,
-           required: bool = False, action: str | None = None) -> Any:
+           required: bool = False, action: str | None = None, off_flag: str | None = None,
+           off_help: str = "") -> Any:
     """A dataclass field with its CLI metadata.
 
     `flag` overrides the generated `--field-name`; `aliases` adds more spellings (`--img` for `--imgsz`);
     `choices` may be a callable (evaluated when the parser is built, e.g. the method table's names);
     `type` parses and checks one value (raising `argparse.ArgumentTypeError` with a one-line reason);
     `cli=False` keeps a field out of the command line (set by the library, e.g. `nbs`); `const` gives an
-    optional-value flag (`--resume` alone vs `--resume PATH`); `action="append"` a repeatable flag.
+    optional-value flag (`--resume` alone vs `--resume PATH`); `action="append"` a repeatable flag;
+    `off_flag` (with `off_help`) makes a `bool | None` field tri-state: the flag sets True, `off_flag` False, neither
+    keeps None (e.g. `--global` / `--local`, None = the method's own choice).
     """
     meta = {"help": help, "flag": flag, "aliases": tuple(aliases), "choices": choices, "type": type,
             "nargs": nargs, "metavar": metavar, "cli": cli, "const": const, "required": required,
-            "action": action}
+            "action": action, "off_flag": off_flag, "off_help": off_help}
     if default_factory is not None:
         return dataclasses.field(default_factory=default_factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)

@@ -25,6 +25,7 @@ import copy
 import math
 import statistics
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -112,11 +113,19 @@ class _MatmulCounter(TorchFunctionMode):
 
 
 @torch.no_grad()
+@torch.no_grad()
 def count_gflops(model: nn.Module, imgsz: int | tuple = 640, ch: int = 3) -> float:
-    """GFLOPs of one forward pass at `imgsz` (an int or (h, w)), counted at the largest stride and scaled."""
+    """GFLOPs of one forward pass at `imgsz` (an int or (h, w)), counted at the largest stride and scaled.
+
+    A float32 model on the CPU is counted in place (eval mode for the pass, every module's mode put back), which
+    the pruning loop does after every step; any other is counted on a float32 CPU copy."""
     h, w = (imgsz, imgsz) if isinstance(imgsz, int) else imgsz
     stride = max(int(getattr(model, "stride", torch.tensor([32.0])).max()), 32)
-    m = copy.deepcopy(model).float().cpu().eval()
+    params = list(model.parameters())
+    in_place = all(p.device.type == "cpu" and p.dtype == torch.float32 for p in params)
+    m = model if in_place else copy.deepcopy(model).float().cpu()
+    modes = [(mod, mod.training) for mod in m.modules()]
+    m.eval()
     counter = [0]
 
     def hook(mod, args, kwargs, out):
@@ -130,6 +139,8 @@ def count_gflops(model: nn.Module, imgsz: int | tuple = 640, ch: int = 3) -> flo
     finally:
         for hd in handles:
             hd.remove()
+        for mod, training in modes:
+            mod.training = training
     return 2 * counter[0] / 1e9 * (h / stride) * (w / stride)
 
 
@@ -193,19 +204,81 @@ def _time_runs(m: nn.Module, x: torch.Tensor, warmup: int = 3, repeats: int = 10
     return statistics.median(times)
 
 
-def interleaved_latency(models: list, imgsz: int, batch_size: int, device="cpu", half: bool = False,
-                        rounds: int = DEFAULT_LATENCY_ROUNDS) -> list[float]:
-    """Median ms per batch of each model over `rounds` passes that time the models one after the other.
+@dataclass(frozen=True)
+class Timing:
+    """Milliseconds per batch of one model over interleaved passes: each pass's median, and their median."""
+    passes: tuple
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.passes)
+
+    @property
+    def spread(self) -> tuple[float, float]:
+        return min(self.passes), max(self.passes)
+
+    def text(self) -> str:
+        lo, hi = self.spread
+        return f"{self.median:.2f} ms ({lo:.2f}-{hi:.2f} over {len(self.passes)} passes)"
+
+
+# A ratio whose per-pass range is wider than this share of its median cannot rank two models.
+RATIO_SPREAD_LIMIT = 0.25
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """How many times faster `other` ran than `base`: one ratio per interleaved pass (both timed in it, so a
+    machine that drifts between passes moves both), their median and range."""
+    passes: tuple
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.passes)
+
+    @property
+    def spread(self) -> tuple[float, float]:
+        return min(self.passes), max(self.passes)
+
+    @property
+    def significant(self) -> bool:
+        """The range excludes 1.0 and is narrow enough (RATIO_SPREAD_LIMIT) to rank by: a single pass never is."""
+        lo, hi = self.spread
+        return len(self.passes) > 1 and (lo > 1.0 or hi < 1.0) and (hi - lo) <= RATIO_SPREAD_LIMIT * self.median
+
+    def text(self) -> str:
+        """`1.40x (1.35-1.46)`, or `1.4x (1.1-1.8, not significant)`: never more digits than the range supports."""
+        lo, hi = self.spread
+        if self.significant:
+            return f"{self.median:.2f}x ({lo:.2f}-{hi:.2f})"
+        return f"{self.median:.1f}x ({lo:.1f}-{hi:.1f}, not significant)"
+
+
+def latency_ratio(base: Timing, other: Timing) -> Ratio:
+    """base / other pass by pass (both from the same `interleaved_timings` call)."""
+    return Ratio(tuple(b / o for b, o in zip(base.passes, other.passes)))
+
+
+def interleaved_timings(models: list, imgsz: int, batch_size: int, device="cpu", half: bool = False,
+                        rounds: int = DEFAULT_LATENCY_ROUNDS, warmup: int = 3, repeats: int = 10) -> list[Timing]:
+    """Each model's `Timing` over `rounds` passes that time the models one after the other.
 
     On a shared or throttling machine, speed drifts over seconds; timing model A fully and then model B charges
-    that drift to one of them. Interleaving spreads it over all models, so their ratios stay meaningful.
+    that drift to one of them. Interleaving spreads it over all models, so their ratios stay meaningful, and the
+    per-pass spread says how far to trust them.
     """
     copies = [_timing_copy(m, imgsz, batch_size, device, half) for m in models]  # once, not once per pass
     times = [[] for _ in models]
     for _ in range(max(1, rounds)):
         for i, (m, x) in enumerate(copies):
-            times[i].append(_time_runs(m, x))
-    return [statistics.median(t) for t in times]
+            times[i].append(_time_runs(m, x, warmup, repeats))
+    return [Timing(tuple(t)) for t in times]
+
+
+def interleaved_latency(models: list, imgsz: int, batch_size: int, device="cpu", half: bool = False,
+                        rounds: int = DEFAULT_LATENCY_ROUNDS) -> list[float]:
+    """Median ms per batch of each model over `rounds` interleaved passes (`interleaved_timings`)."""
+    return [t.median for t in interleaved_timings(models, imgsz, batch_size, device, half, rounds)]
 
 
 def model_summary(model: nn.Module, imgsz: int = 640) -> dict:

@@ -20,7 +20,7 @@ from ..core.errors import CheckpointError, ConfigError, YoloCompressError
 from ..core.hyp import Hyp
 from ..core.rundir import increment_path
 from ..core.runlog import log_file
-from ..core.stats import DEFAULT_LATENCY_ROUNDS, interleaved_latency, latency_key, measure_latency
+from ..core.stats import DEFAULT_LATENCY_ROUNDS, interleaved_timings, latency_key, latency_ratio, measure_latency
 from ..data.dataset import create_dataloader, load_data_config
 from ..distill.api import distill_callbacks_factory
 from ..distill.options import DistillOptions
@@ -267,18 +267,37 @@ def _resume(resume, weights, prune: PruneOptions, train_opts: TrainOptions, dist
 
 
 # ---- report -----------------------------------------------------------------------------------------------
-def _time_side_by_side(meta: dict, model, nc: int, imgsz: int, batch: int, device) -> tuple[float, float, str]:
-    """(baseline ms, pruned ms, how they were timed): both models timed together in interleaved passes, so that
-    the machine's speed drift between pruning and the end of the finetune (hours, on a shared machine) does not
-    enter the latency ratio. Falls back to the baseline's time from before pruning when its weights are gone."""
+def _time_side_by_side(meta: dict, model, nc: int, imgsz: int, batch: int, device):
+    """(baseline ms, pruned ms, how they were timed, Ratio or None): both models timed together in interleaved
+    passes, so that the machine's speed drift between pruning and the end of the finetune (hours, on a shared
+    machine) does not enter the latency ratio, and the per-pass ratios say how far it can be trusted. Falls back to
+    the baseline's time from before pruning when its weights are gone (no spread then)."""
     try:
         base_model = load_model(meta["baseline_weights"], device, nc=nc)[0]
     except (KeyError, OSError, YoloCompressError) as e:
         why = "not recorded" if isinstance(e, KeyError) else f"not loadable: {e}"
         return (meta["baseline"][latency_key(batch)], measure_latency(model, imgsz, batch, device),
-                f"baseline timed before pruning (its weights are {why})")
-    base_ms, pruned_ms = interleaved_latency([base_model, model], imgsz, batch, device)
-    return base_ms, pruned_ms, f"both models timed together in {DEFAULT_LATENCY_ROUNDS} interleaved passes"
+                f"baseline timed before pruning (its weights are {why})", None)
+    base_t, pruned_t = interleaved_timings([base_model, model], imgsz, batch, device)
+    return (base_t.median, pruned_t.median, f"both models timed together in {DEFAULT_LATENCY_ROUNDS} interleaved "
+            f"passes (baseline {base_t.text()}, pruned {pruned_t.text()})", latency_ratio(base_t, pruned_t))
+
+
+def _ratio_notes(summary: dict, ratio, batch: int, device) -> list[str]:
+    """GFLOPs and latency ratios side by side, the latency with the range its passes support; a warning when that
+    range cannot rank; the layers the ranking cut to their --max-ratio floor."""
+    lat = f"{ratio.text()} over interleaved passes" if ratio is not None else "not measured side by side"
+    notes = [f"speed-up: GFLOPs {summary['speedup_gflops']:.3f}x | latency {lat} (batch {batch}, {device})"]
+    if ratio is not None and not ratio.significant:
+        notes.append("warning: the latency passes spread too widely to rank this model against the baseline "
+                     "(time again on an idle machine: `yolocompress bench --latency-rounds 10`)")
+    if summary.get("global_pruning") is not None:
+        notes.append(f"ranking: {'across layers' if summary['global_pruning'] else 'per layer'}")
+    floor = summary.get("at_max_ratio") or []
+    if floor:
+        notes.append(f"{len(floor)} layer(s) cut to their --max-ratio floor (the ranking wanted more of them): "
+                     + ", ".join(floor))
+    return notes
 
 
 def write_prune_report(result, meta: dict, save_dir: Path, prune: PruneOptions, train_opts: TrainOptions,
@@ -294,15 +313,16 @@ def write_prune_report(result, meta: dict, save_dir: Path, prune: PruneOptions, 
     row = measure_row(model.to(device), label, validator=validator, imgsz=imgsz, batch=batch,
                       device=device, time_it=False)
     time_key = latency_key(batch)
-    base_ms, row[time_key], timing = _time_side_by_side(meta, model, data.nc, imgsz, batch, device)
+    base_ms, row[time_key], timing, ratio = _time_side_by_side(meta, model, data.nc, imgsz, batch, device)
     baseline = {**meta["baseline"], time_key: base_ms}
     summary, skipped, per_layer = meta["prune"], meta["skipped"], meta["per_layer"]
     lat_setting = meta.get("latency_setting") or f"{prune.latency_device}, batch {prune.latency_batch}"
     steps = f" after {summary['steps']} steps" if summary.get("steps") else ""
     notes = [f"GFLOPs ratio {summary['speedup_gflops']:.3f}x; target {meta['speedup']}x by {meta['speedup_metric']}: "
              f"{summary['stop_reason']}{steps}",
-             f"measured latency ratio {summary['speedup_latency']:.3f}x ({summary['latency_before']:.2f} -> "
-             f"{summary['latency_after']:.2f} ms at {lat_setting}, imgsz {imgsz})",
+             *_ratio_notes(summary, ratio, batch, device),
+             f"the pruning loop's own timing (one measurement each, indicative only): "
+             f"{summary['latency_before']:.2f} -> {summary['latency_after']:.2f} ms at {lat_setting}, imgsz {imgsz}",
              f"{len(skipped)} group(s) skipped (listed below)",
              f"finetuned {result.epochs_done} epoch(s); mAP of {weights.name} on the val split; Model Size = "
              f"checkpoint file (weights in our format); Inference Time = median ms per batch of {batch} on {device}, "
@@ -323,4 +343,7 @@ def write_prune_report(result, meta: dict, save_dir: Path, prune: PruneOptions, 
             "mAP50-95": row["mAP50-95"], "speedup_gflops": summary["speedup_gflops"],
             "speedup_latency": summary["speedup_latency"],
             "speedup_latency_report": baseline[time_key] / row[time_key] if row[time_key] else None,
+            "speedup_latency_report_spread": list(ratio.spread) if ratio is not None else None,
+            "speedup_latency_report_significant": ratio.significant if ratio is not None else None,
+            "at_max_ratio": summary.get("at_max_ratio", []),
             "skipped": skipped, "baseline": {k: baseline[k] for k in baseline if k != "Model"}}

@@ -1,4 +1,5 @@
-"""The pruning methods: one row per CLI name (importance, pruner, sparse training, gradients, strategy).
+"""The pruning methods: one row per CLI name (importance, pruner, sparse training, gradients, strategy,
+ranking scope).
 
 Adding a method is one row in METHODS plus its case in tests/prune/test_methods.py. Pruners are
 always built from the repaired classes of `tp_fixes` (see docs/torch-pruning-defects.md).
@@ -34,6 +35,9 @@ class PruneMethod:
                 'per_sample' = squared gradients accumulated sample by sample (Hessian/OBD).
     strategy: 'torch_pruning' = Torch-Pruning's pruner stepped to the target (prune/speedup.py);
               'pagcp' = PAGCP's performance-aware rounds (prune/pagcp.py; no Torch-Pruning pruner class).
+    global_ranking: the method's designed ranking scope: True = one ranking across all layers (each layer loses
+                the share its scores decide), False = per layer (every layer loses the same share). `--global` /
+                `--local` override it (see `ranking_scope`; the choice per method is argued in docs/pruning.md).
     """
     name: str
     make_importance: Callable[[], Any]
@@ -43,6 +47,7 @@ class PruneMethod:
     sparse_kind: str | None = None
     needs_grad: str | None = None
     strategy: str = "torch_pruning"
+    global_ranking: bool = False
 
     def __post_init__(self):
         if self.strategy not in STRATEGIES:
@@ -59,23 +64,24 @@ class PruneMethod:
 
 
 _imp = tp.importance
-_ROWS = (
+_ROWS = (  # global_ranking as each method's paper and Torch-Pruning's own benchmark scripts use it
     PruneMethod("l1", partial(_imp.MagnitudeImportance, p=1), FixedBasePruner),
     PruneMethod("random", _imp.RandomImportance, FixedBasePruner),
     PruneMethod("slim", _imp.BNScaleImportance, FixedBNScalePruner,
-                needs_sparse=True, sparse_kind="bn_l1"),
+                needs_sparse=True, sparse_kind="bn_l1", global_ranking=True),
     PruneMethod("group_slim", _imp.BNScaleImportance, FixedBNScalePruner, {"group_lasso": True},
-                needs_sparse=True, sparse_kind="group"),
-    PruneMethod("group_norm", partial(_imp.GroupMagnitudeImportance, p=2), FixedGroupNormPruner),
-    PruneMethod("lamp", partial(_imp.LAMPImportance, p=2), FixedBasePruner),
+                needs_sparse=True, sparse_kind="group", global_ranking=True),
+    PruneMethod("group_norm", partial(_imp.GroupMagnitudeImportance, p=2), FixedGroupNormPruner,
+                global_ranking=True),
+    PruneMethod("lamp", partial(_imp.LAMPImportance, p=2), FixedBasePruner, global_ranking=True),
     PruneMethod("group_sl", partial(_imp.GroupMagnitudeImportance, p=2, normalizer="max"),
-                FixedGroupNormPruner, needs_sparse=True, sparse_kind="group"),
+                FixedGroupNormPruner, needs_sparse=True, sparse_kind="group", global_ranking=True),
     PruneMethod("group_reg", partial(_imp.GroupMagnitudeImportance, p=2), FixedGrowingRegPruner,
                 needs_sparse=True, sparse_kind="growing"),
     PruneMethod("group_hessian", partial(FixedGroupHessianImportance, group_reduction="mean"),
-                FixedBasePruner, needs_grad="per_sample"),
+                FixedBasePruner, needs_grad="per_sample", global_ranking=True),
     PruneMethod("group_taylor", partial(_imp.GroupTaylorImportance, group_reduction="mean"),
-                FixedBasePruner, needs_grad="grad"),
+                FixedBasePruner, needs_grad="grad", global_ranking=True),
     # PAGCP orders the filters of a group by L1 norm and decides how many to cut from the measured loss
     PruneMethod("pagcp", partial(_imp.MagnitudeImportance, p=1), None, strategy="pagcp"),
 )
@@ -102,16 +108,23 @@ def get_method(name: str | PruneMethod) -> PruneMethod:
         raise ConfigError(f"unknown pruning method {name!r}; choose one of: {', '.join(METHODS)}") from None
 
 
+def ranking_scope(method: str | PruneMethod, global_pruning: bool | None = None) -> bool:
+    """True to rank channels across layers: `global_pruning` when given (`--global` / `--local`), else the
+    method's designed scope (its `global_ranking` column)."""
+    return get_method(method).global_ranking if global_pruning is None else bool(global_pruning)
+
+
 def build_pruner(method_name: str, model: nn.Module, example_inputs, *, ignored_layers=(),
                  pruning_ratio: float = 0.5, pruning_ratio_dict: Mapping | None = None,
-                 global_pruning: bool = False, max_pruning_ratio: float = 1.0,
+                 global_pruning: bool | None = None, max_pruning_ratio: float = 1.0,
                  iterative_steps: int = 1, round_to: int | None = None, reg: float | None = None,
                  unwrapped=None, customized_pruners: Mapping | None = None,
                  root_module_types=None, forward_fn=None, out_channel_groups: Mapping | None = None):
     """A Torch-Pruning pruner for `method_name`, built from the repaired classes.
 
     Frozen parameters are unfrozen first (prepare_model_for_pruning). `reg` sets the
-    regularisation coefficient of the sparse methods (their pruner default when None).
+    regularisation coefficient of the sparse methods (their pruner default when None). `global_pruning`
+    None ranks in the method's designed scope (`ranking_scope`).
     `unwrapped` maps bare nn.Parameters to their pruning dim (dict or (param, dim) pairs).
     The importance object is `pruner.importance` (needed by accumulate_gradients).
     `out_channel_groups` maps a layer to a count its output channels stay a multiple of, pruned at the same
@@ -136,7 +149,7 @@ def build_pruner(method_name: str, model: nn.Module, example_inputs, *, ignored_
     return method.pruner_class(
         model, example_inputs, method.make_importance(),
         ignored_layers=list(ignored_layers or ()), pruning_ratio=pruning_ratio,
-        pruning_ratio_dict=pruning_ratio_dict, global_pruning=global_pruning,
+        pruning_ratio_dict=pruning_ratio_dict, global_pruning=ranking_scope(method, global_pruning),
         max_pruning_ratio=max_pruning_ratio, iterative_steps=iterative_steps, round_to=round_to,
         unwrapped_parameters=unwrapped, customized_pruners=customized_pruners,
         root_module_types=root_module_types, forward_fn=forward_fn, out_channel_groups=out_channel_groups,

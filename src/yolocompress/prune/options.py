@@ -101,11 +101,14 @@ class PruneOptions:
     speedup_metric: str = option("gflops", "what --speedup measures", choices=SPEEDUP_METRICS)
     latency_device: str = option("cpu", "device the latency metric and the pruning summary time on")
     latency_batch: int = option(1, "batch size of the latency metric", type=positive_int)
-    max_steps: int = option(200, "most pruning steps to reach the target", type=positive_int)
-    global_pruning: bool = option(False, "rank channels across layers instead of within each layer",
-                                  flag="--global")
+    max_steps: int = option(200, "points of the pruning grid from 0 to --max-ratio (its resolution; the loop "
+                                 "takes long strides far from the target)", type=positive_int)
+    global_pruning: bool | None = option(
+        None, "rank channels across layers (default: the method's design, docs/pruning.md)", flag="--global",
+        off_flag="--local", off_help="rank channels within each layer: every layer loses the same share")
     max_ratio: float = option(0.9, "largest share of one layer's channels to remove", type=open_ratio)
-    round_to: int | None = option(None, "keep channel counts multiples of N (e.g. 8)", type=positive_int)
+    round_to: int | None = option(None, "keep pruned channel counts multiples of N (nearest multiple, at least "
+                                        "one; docs/pruning.md measures 8, 16 and 32)", type=positive_int)
     finetune_epochs: int | None = option(None, "finetune epochs after pruning (default: --epochs; 0 prunes and "
                                                "reports without finetuning)", type=finetune_epochs)
     grad_batches: int = option(10, "training batches for gradient-based importance (group_hessian, group_taylor)",

@@ -234,6 +234,15 @@ def _excess(value: float, limit: float) -> float:
     return value / limit if limit > 0 and not math.isnan(value) else math.inf
 
 
+def pruned_counts(channels: int, round_to: int | None = None) -> list[int]:
+    """The channel counts a layer's scan tries to remove: 5 %, 10 %, ... of `channels` (never all); with
+    `round_to`, those that leave a multiple of it (at least one multiple; every multiple below `channels` when
+    the 5 % grid is coarser than the multiples)."""
+    if not round_to:
+        return sorted({min(channels - 1, channels * k // GRID_STEPS) for k in range(1, GRID_STEPS)} - {0})
+    return sorted(channels - kept for kept in range(round_to, channels, round_to))
+
+
 # ---- one round --------------------------------------------------------------------------------------------
 def _apply(dg, name: str, idxs) -> None:
     root = dg.model.get_submodule(name)
@@ -251,8 +260,10 @@ class _Round:
     """
 
     def __init__(self, model, calib: Calibration, opts: PagcpOptions, index: int, d0: float, big_d: float,
-                 base_gflops: float, ignored_names: Sequence[str], opaque: Sequence[str], progress):
+                 base_gflops: float, ignored_names: Sequence[str], opaque: Sequence[str], progress,
+                 round_to: int | None = None):
         self.start_model, self.calib, self.opts, self.index = model, calib, opts, index
+        self.round_to = round_to
         self.d0, self.big_d, self.base_gflops = d0, big_d, base_gflops
         self.ignored_names, self.opaque, self.progress = list(ignored_names), list(opaque), progress
         self.records: list[LayerRecord] = []
@@ -344,7 +355,7 @@ class _Round:
         """Try 5%, 10%, ... of the group's channels; keep the last count within both bounds."""
         group, order = self._group(rec.name)
         rec.channels = len(order)
-        counts = sorted({min(len(order) - 1, len(order) * k // GRID_STEPS) for k in range(1, GRID_STEPS)} - {0})
+        counts = pruned_counts(len(order), self.round_to)
         limits = [min((1 + rec.tolerance) * p, self.big_d * b) for p, b in zip(prev, baseline)]
         start = first_layer(self.dg, group) if self.calib.resumable(self.work) else 0
         states = self.calib.prefix(self.work, start)
@@ -389,7 +400,8 @@ def pagcp_prune(model: nn.Module, calib_batches: list, loss_fn: Callable, *, spe
                 initial_rate: float = 0.05, initial_thres: float = 5.0, topk: float = 1.0, exp: bool = False,
                 rate_slope: float = 0.0, thres_slope: float = 0.0, rounds: int = 3,
                 finetune_fn: Callable | None = None, ignored_layers=(), opaque: Sequence[str] = (),
-                stop_at_target: bool = True, progress: Callable[[str], None] = print) -> PagcpResult:
+                stop_at_target: bool = True, progress: Callable[[str], None] = print,
+                round_to: int | None = None) -> PagcpResult:
     """Prune `model` (left untouched; a pruned copy is returned) with PAGCP until the GFLOPs ratio reaches
     `speedup` or `rounds` rounds are done.
 
@@ -397,7 +409,8 @@ def pagcp_prune(model: nn.Module, calib_batches: list, loss_fn: Callable, *, spe
     loss_fn: `loss_fn(raw, targets) -> (loss, items[box, obj, cls])` (engine.losses.build_loss).
     finetune_fn(model, round) -> model or None: trains between rounds (not after the last).
     ignored_layers: modules (or their names) never pruned, e.g. the guard's; the head's output convs
-    always are. opaque: names of layers the guard traces as black boxes.
+    always are. opaque: names of layers the guard traces as black boxes. round_to: pruned layers keep a multiple
+    of this many channels (`--round-to`, as the other methods).
     A round that accepts nothing doubles the tolerances of the following rounds (d0 and D - 1).
     """
     opts = PagcpOptions(speedup=speedup, imgsz=imgsz, initial_rate=initial_rate, initial_thres=initial_thres,
@@ -413,7 +426,7 @@ def pagcp_prune(model: nn.Module, calib_batches: list, loss_fn: Callable, *, spe
     for r in range(opts.rounds):
         d0, big_d = opts.for_round(r, boost)
         current, rnd = _Round(current, calib, opts, r, d0, big_d, base_gflops, ignored_names, opaque,
-                              progress).run()
+                              progress, round_to).run()
         records.append(rnd)
         row = rnd.row()
         progress(f"pagcp round {r + 1}/{opts.rounds}: accepted {row['accepted']} of {row['candidates']} groups, "
@@ -498,7 +511,7 @@ def pagcp_strategy(model: nn.Module, prune: PruneOptions, train: TrainOptions, d
                          initial_rate=knobs.initial_rate, initial_thres=knobs.initial_thres, topk=knobs.topk,
                          exp=knobs.exp, rate_slope=knobs.rate_slope, thres_slope=knobs.thres_slope,
                          rounds=knobs.rounds, finetune_fn=finetune_fn, ignored_layers=ignored, opaque=opaque,
-                         progress=LOGGER.info)
+                         progress=LOGGER.info, round_to=prune.round_to)
     pruned = result.model
     lat = measure_latency(pruned, imgsz, prune.latency_batch, prune.latency_device)
     report = {**result.summary(), "wall_s": time.time() - t0, "calib_batches": len(batches),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from typing import Any, Iterable, Mapping
 
 import torch
@@ -103,15 +104,93 @@ class _RegularizerFollowsStep:
         return result
 
 
-class FixedBasePruner(_FreshContainers, tp.pruner.BasePruner):
-    """BasePruner without shared default containers (defect e)."""
+def layer_floor(initial: int, max_ratio: float, round_to: int | None = None) -> int:
+    """The fewest output channels a layer of `initial` channels may keep: at most `max_ratio` of them go, at
+    least one stays, and with `round_to` the floor is a multiple of it (a layer narrower than one multiple is
+    never pruned)."""
+    floor = max(1, int(initial * (1.0 - max_ratio) + 1e-9))  # what per-layer ranking keeps at max_ratio
+    if round_to:
+        floor = max(round_to, math.ceil(floor / round_to) * round_to)
+    return floor
 
 
-class FixedBNScalePruner(_FreshContainers, _RegularizerFollowsStep, tp.pruner.BNScalePruner):
+@contextlib.contextmanager
+def _index_mapping_once_per_shape(graph):
+    """Speed, not a defect: `get_pruning_group` rebuilds the index mapping of every concat/reshape/slice of the
+    graph on each call, once per group of every step (two thirds of a step's time on YOLO models). The mapping
+    depends only on the channel counts, so while no parameter changed shape it is rebuilt only once."""
+    upstream = index_mapping.update_index_mapping
+    seen = {}
+    modules = list(graph.model.modules())  # pruning replaces parameters, never modules
+
+    def update(g):
+        key = g is graph and tuple(p.shape for m in modules for p in m._parameters.values() if p is not None)
+        if g is not graph or seen.get("key") != key:
+            upstream(g)
+            if g is graph:
+                seen["key"] = key
+    index_mapping.update_index_mapping = update
+    try:
+        yield
+    finally:
+        index_mapping.update_index_mapping = upstream
+
+
+class _WidthRules:
+    """Defect k and our rounding rule, for every pruner.
+
+    k: `max_pruning_ratio` is only checked before a step (`_check_pruning_ratio`); with global ranking one step
+       removes every channel under the global threshold, so a layer can pass its limit in that step, down to one
+       channel. Each group is capped here at `layer_floor` of its root layer, keeping its least important
+       channels for removal.
+    Rounding: upstream `_round_to` rounds the kept channels *down* to a multiple, so the first step halves
+    every 16-channel layer at `round_to=8` (overshooting a target) and never prunes a layer narrower than
+    `2 * round_to`. We round to the *nearest* multiple (at least one), so widths follow the ratio.
+    """
+
+    def _round_to(self, n_pruned, current_channels, round_to):
+        keep = current_channels - n_pruned
+        keep = max(round_to, int(math.floor(keep / round_to + 0.5)) * round_to)
+        return max(current_channels - keep, 0)
+
+    def _prune(self):
+        with _index_mapping_once_per_shape(self.DG):
+            for group in super()._prune():
+                group = self._capped(group)
+                if group is not None:
+                    yield group
+
+    def _capped(self, group):
+        dep, idxs = group[0].dep, list(group[0].idxs)
+        if not idxs:  # rounding kept the layer as it is
+            return None
+        module, fn = dep.target.module, dep.handler
+        if not self.DG.is_out_channel_pruning_fn(fn) or module not in self.layer_init_out_ch:
+            return group
+        current = self.DG.get_out_channels(module)
+        if current is None or self.layer_init_out_ch[module] is None:
+            return group
+        allowed = current - layer_floor(self.layer_init_out_ch[module], self.max_pruning_ratio, self.round_to)
+        if len(idxs) <= allowed:
+            return group
+        if allowed <= 0:
+            return None
+        imp = self.estimate_importance(self.DG.get_pruning_group(module, fn, list(range(current))))
+        chosen = torch.as_tensor([int(i) for i in idxs])
+        if imp is not None:
+            chosen = chosen[torch.argsort(imp.view(-1).cpu()[chosen], stable=True)]
+        return self.DG.get_pruning_group(module, fn, sorted(int(i) for i in chosen[:allowed]))
+
+
+class FixedBasePruner(_FreshContainers, _WidthRules, tp.pruner.BasePruner):
+    """BasePruner without shared default containers (defect e), with the width rules (defect k, rounding)."""
+
+
+class FixedBNScalePruner(_FreshContainers, _RegularizerFollowsStep, _WidthRules, tp.pruner.BNScalePruner):
     """BNScalePruner without shared default containers (defect e); groups refreshed after step."""
 
 
-class FixedGroupNormPruner(_FreshContainers, _RegularizerFollowsStep, tp.pruner.GroupNormPruner):
+class FixedGroupNormPruner(_FreshContainers, _RegularizerFollowsStep, _WidthRules, tp.pruner.GroupNormPruner):
     """Defect c: GroupNormPruner stores `alpha` but `regularize()` uses its own default `alpha=2**4`.
 
     Here `regularize()` uses the constructor's `alpha` unless one is passed, and accepts a `reg`
@@ -127,7 +206,7 @@ class FixedGroupNormPruner(_FreshContainers, _RegularizerFollowsStep, tp.pruner.
             self.reg = saved
 
 
-class FixedGrowingRegPruner(_FreshContainers, _RegularizerFollowsStep, tp.pruner.GrowingRegPruner):
+class FixedGrowingRegPruner(_FreshContainers, _RegularizerFollowsStep, _WidthRules, tp.pruner.GrowingRegPruner):
     """Defects b and d of GrowingRegPruner.
 
     b: `regularize()` adds the BN penalty with `grad.data[idxs].add_(...)`; indexing with a list
