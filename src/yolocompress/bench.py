@@ -9,8 +9,8 @@ from pathlib import Path
 import torch
 
 from .core.errors import ConfigError
-from .core.options import (data_option, device_option, imgsz_option, modules_option, option, positive_int,
-                            workers_option)
+from .core.options import (data_option, device_option, exist_ok_option, imgsz_option, modules_option, name_option,
+                           option, positive_int, project_option, workers_option)
 from .core.rundir import increment_path
 from .core.stats import DEFAULT_LATENCY_ROUNDS, interleaved_latency, latency_key
 from .data.dataset import load_data_config
@@ -89,9 +89,9 @@ class BenchOptions:
     latency_rounds: int = option(DEFAULT_LATENCY_ROUNDS, "interleaved timing passes over all models; each model "
                                                          "keeps its median", type=positive_int)
     workers: int = workers_option()
-    project: str = option("runs/bench", "folder of the run folders")
-    name: str = option("exp", "run folder name (exp, exp2, ... unless --exist-ok)")
-    exist_ok: bool = option(False, "reuse the run folder --project/--name")
+    project: str = project_option("runs/bench")
+    name: str = name_option()
+    exist_ok: bool = exist_ok_option()
     labels: list[str] | None = option(None, "row labels, one per checkpoint (default: run folder and file name)")
     modules: list = modules_option()
 

@@ -112,3 +112,15 @@ def workers_option():
 def modules_option():
     return option(help="a Python file that registers your own modules with @register_module (repeatable)",
                   default_factory=list, action="append", metavar="FILE.py")
+
+
+def project_option(default: str):
+    return option(default, "folder of the run folders")
+
+
+def name_option():
+    return option("exp", "run folder name (exp, exp2, ... unless --exist-ok)")
+
+
+def exist_ok_option():
+    return option(False, "reuse the run folder --project/--name instead of making exp2, exp3, ...")

@@ -205,8 +205,8 @@ def _time_runs(m: nn.Module, x: torch.Tensor, warmup: int = 3, repeats: int = 10
 
 
 @dataclass(frozen=True)
-class Timing:
-    """Milliseconds per batch of one model over interleaved passes: each pass's median, and their median."""
+class _PerPass:
+    """One value per interleaved pass, their median and their range (min-max)."""
     passes: tuple
 
     @property
@@ -216,6 +216,11 @@ class Timing:
     @property
     def spread(self) -> tuple[float, float]:
         return min(self.passes), max(self.passes)
+
+
+@dataclass(frozen=True)
+class Timing(_PerPass):
+    """Milliseconds per batch of one model over interleaved passes: each pass's median, and their median."""
 
     def text(self) -> str:
         lo, hi = self.spread
@@ -227,18 +232,9 @@ RATIO_SPREAD_LIMIT = 0.25
 
 
 @dataclass(frozen=True)
-class Ratio:
+class Ratio(_PerPass):
     """How many times faster `other` ran than `base`: one ratio per interleaved pass (both timed in it, so a
     machine that drifts between passes moves both), their median and range."""
-    passes: tuple
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.passes)
-
-    @property
-    def spread(self) -> tuple[float, float]:
-        return min(self.passes), max(self.passes)
 
     @property
     def significant(self) -> bool:

@@ -13,8 +13,8 @@ from tqdm import tqdm
 
 from ..core.device import select_device
 from ..core.errors import DataError
-from ..core.options import (device_option, imgsz_option, modules_option, non_negative_int, option,
-                            positive_int)
+from ..core.options import (device_option, exist_ok_option, imgsz_option, modules_option, name_option,
+                            non_negative_int, option, positive_int, project_option)
 from ..core.rundir import increment_path
 from ..data.sources import Video, is_video, load_image, resolve_source
 from ..report.draw import crop_box, draw_detections
@@ -50,9 +50,9 @@ class DetectOptions:
                                     "at least 2)", type=non_negative_int)
     hide_labels: bool = option(False, "draw boxes without class names")
     hide_conf: bool = option(False, "draw class names without scores")
-    project: str = option("runs/detect", "folder of the run folders")
-    name: str = option("exp", "run folder name (exp, exp2, ... unless --exist-ok)")
-    exist_ok: bool = option(False, "reuse the run folder --project/--name instead of making exp2, exp3, ...")
+    project: str = project_option("runs/detect")
+    name: str = name_option()
+    exist_ok: bool = exist_ok_option()
     modules: list = modules_option()
 
 

@@ -9,8 +9,8 @@ import logging
 from dataclasses import asdict, dataclass
 
 from ..core.errors import ConfigError
-from ..core.options import (batch_option, data_option, device_option, imgsz_option, modules_option,
-                            non_negative_int, option, positive_int, workers_option)
+from ..core.options import (batch_option, data_option, device_option, exist_ok_option, imgsz_option, modules_option,
+                            name_option, non_negative_int, option, positive_int, project_option, workers_option)
 
 LOGGER = logging.getLogger("yolocompress")
 VAL_TASKS = ("val", "test", "speed")
@@ -32,9 +32,9 @@ class TrainOptions:
     hyp: str | None = option(None, "hyperparameter yaml (default: the official values for the model: scratch-low "
                                    "for YOLOv5, the tiny or p5 file for YOLOv7)", metavar="HYP.yaml")
     seed: int = option(0, "random seed of initial weights, data order and augmentation")
-    project: str = option("runs/train", "folder of the run folders")
-    name: str = option("exp", "run folder name (exp, exp2, ... unless --exist-ok)")
-    exist_ok: bool = option(False, "reuse the run folder --project/--name instead of making exp2, exp3, ...")
+    project: str = project_option("runs/train")
+    name: str = name_option()
+    exist_ok: bool = exist_ok_option()
     cos_lr: bool = option(False, "cosine learning-rate decay instead of the official linear one")
     patience: int = option(100, "stop when validation fitness has not improved for N epochs",
                            type=non_negative_int)
@@ -126,9 +126,9 @@ class ValOptions:
                                    "the original image")
     save_conf: bool = option(False, "with --save-txt, add each detection's confidence as a 6th column")
     plots: bool = option(True, "write PR/F1/P/R curves, the confusion matrix and val_batch mosaics")
-    project: str = option("runs/val", "folder of the run folders")
-    name: str = option("exp", "run folder name (exp, exp2, ... unless --exist-ok)")
-    exist_ok: bool = option(False, "reuse the run folder --project/--name instead of making exp2, exp3, ...")
+    project: str = project_option("runs/val")
+    name: str = name_option()
+    exist_ok: bool = exist_ok_option()
     modules: list = modules_option()
 
 
