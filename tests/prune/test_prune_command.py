@@ -177,6 +177,7 @@ def test_finetune_epochs_0_prunes_and_reports_without_finetuning(demo, run):
     assert res["params"] == run.result["params"]  # the same pruning as the finetuned run
     md = (d / "report.md").read_text()
     assert "not finetuned" in md and "finetuned 0 epoch(s)" in md
+    assert "conv layers; " in md and "% of the model's GFLOPs was prunable" in md  # the coverage line
 
 
 def test_negative_finetune_epochs_is_refused_in_one_line(demo, capsys):

@@ -20,7 +20,8 @@ from ..core.errors import CheckpointError, ConfigError, YoloCompressError
 from ..core.hyp import Hyp
 from ..core.rundir import increment_path
 from ..core.runlog import log_file
-from ..core.stats import DEFAULT_LATENCY_ROUNDS, interleaved_timings, latency_key, latency_ratio, measure_latency
+from ..core.stats import (DEFAULT_LATENCY_ROUNDS, interleaved_timings, latency_key, latency_ratio, measure_latency,
+                          uncounted_modules)
 from ..data.dataset import create_dataloader, load_data_config
 from ..distill.api import distill_callbacks_factory
 from ..distill.options import DistillOptions
@@ -323,7 +324,10 @@ def write_prune_report(result, meta: dict, save_dir: Path, prune: PruneOptions, 
              *_ratio_notes(summary, ratio, batch, device),
              f"the pruning loop's own timing (one measurement each, indicative only): "
              f"{summary['latency_before']:.2f} -> {summary['latency_after']:.2f} ms at {lat_setting}, imgsz {imgsz}",
-             f"{len(skipped)} group(s) skipped (listed below)",
+             f"{len(skipped)} group(s) skipped (listed below, each with every layer it keeps whole)",
+             *([summary["coverage"]] if summary.get("coverage") and summary.get("conv_layers") else []),
+             *([f"GFLOPs not counted for module(s) with weights no counting rule reads: {', '.join(uncounted)}"]
+               if (uncounted := uncounted_modules(model)) else []),
              f"finetuned {result.epochs_done} epoch(s); mAP of {weights.name} on the val split; Model Size = "
              f"checkpoint file (weights in our format); Inference Time = median ms per batch of {batch} on {device}, "
              f"{timing}"]
