@@ -71,8 +71,8 @@ def test_the_family_is_pruned(module, family, method):
 
 
 def test_declared_split_sizes_are_rewritten():
-    model = build("v5", "C2fSplit")
-    prune_to_target(model, image(), "lamp", 1.5, imgsz=IMGSZ, max_steps=10, measure=False)
+    model = build("v5", "C2fSplit")  # per layer, so that this block surely loses channels
+    prune_to_target(model, image(), "lamp", 1.5, imgsz=IMGSZ, max_steps=10, measure=False, global_pruning=False)
     block = model.model[4]
     assert block.c < 16 and block.cv1.conv.out_channels == 2 * block.c
     fast = build("v5", "FasterNetBlock")
@@ -117,8 +117,8 @@ def test_an_in_place_slice_write_is_one_error_line_naming_the_layer():
 def test_a_module_that_breaks_after_pruning_is_one_error_line(monkeypatch):
     """A channel count fixed in a module's code passes the guard's probe only by chance; after pruning the
     forward pass must fail with a line naming the layer, not a traceback."""
-    model = build("v5", "C2fChunk")
-    out = prune_to_target(model, image(), "lamp", 1.2, imgsz=IMGSZ, max_steps=5, measure=False)
+    model = build("v5", "C2fChunk")  # per layer, so that this block surely loses channels
+    out = prune_to_target(model, image(), "lamp", 1.2, imgsz=IMGSZ, max_steps=5, measure=False, global_pruning=False)
     assert out.reached
     block = model.model[4]
     block.cv2.conv = torch.nn.Conv2d(48, block.cv2.conv.out_channels, 1, bias=False)  # 48: the unpruned count

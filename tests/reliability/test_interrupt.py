@@ -68,7 +68,7 @@ def _kill_while_pruning(argv, log: Path, run: Path) -> str:
     """SIGKILL a prune/compress run right after its first pruning step (dozens of steps remain), which its
     prune.log records (the console shows a progress bar instead)."""
     prune_log = run / "prune.log"
-    return _kill_when(argv, lambda _: prune_log.is_file() and "prune step 1/" in prune_log.read_text(), log)
+    return _kill_when(argv, lambda _: prune_log.is_file() and "prune step 1 (" in prune_log.read_text(), log)
 
 
 def _assert_complete(run: Path):

@@ -237,7 +237,14 @@ def _resume(resume, weights, prune: PruneOptions, train_opts: TrainOptions, dist
                                   f"`yolocompress {record.get('run')} --resume {save_dir}`")
         saved = record.get("options") or {}
         weights = record.get("weights")
-        prune = restore(PruneOptions, saved.get("prune"))
+        given, prune = prune, restore(PruneOptions, saved.get("prune"))
+        # `--resume` alone restores the run; the command repeated with `--resume` (it names a --method) must
+        # match it: a contradicting setting is refused, never silently replaced by the saved one
+        changed = [f"--{k} {getattr(prune, k)} (now {getattr(given, k)})" for k in ("method", "speedup")
+                   if given.method and getattr(given, k) != getattr(prune, k)]
+        if changed:
+            raise ConfigError(f"--resume: {save_dir} was pruned with {', '.join(changed)}; repeat the original "
+                              f"settings (or none) to resume it, or drop --resume to start a new run")
         train_opts = restore(TrainOptions, saved.get("train"), runtime=train_opts)
         distill = restore(DistillOptions, saved.get("distill"))
         LOGGER.info(f"prune: resuming {save_dir} with its saved options ({prune.method} {prune.speedup}x of {weights})")
