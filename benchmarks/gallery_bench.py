@@ -30,7 +30,8 @@ import torch.nn as nn
 from yolocompress.core.stats import count_gflops, count_params, interleaved_latency, uncounted_modules
 from yolocompress.models.builder import Model, load_config
 from yolocompress.models.export import choose_opset, export_onnx, parity_or_reason
-from yolocompress.models.registry import load_user_modules, lookup
+from yolocompress.models.layers import input_layers, layer_channels, user_module_layers
+from yolocompress.models.registry import load_user_modules
 from yolocompress.prune.speedup import prune_to_target
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,38 +58,14 @@ def build(yaml_name: str, modules: str, nc: int, seed: int = 0) -> Model:
     return Model(cfg)
 
 
-def family_layers(model: Model, modules: str) -> list[int]:
-    """Indices of the layers whose module comes from the family's file (`--modules` loads it under this name)."""
-    own = f"yolocompress_user_{Path(modules).stem}"
-    return [m.i for m in model.model if lookup(m.type).cls.__module__ == own]
-
-
-def conv_channels(model: nn.Module, layers: list[int]) -> int:
-    """Output channels of the convs and Linears in `layers`, leaving out the head's prediction convs and layers of
-    one output (ECA's Conv1d, CBAM's spatial conv): never pruned, by nature."""
-    prefixes = tuple(f"model.{i}." for i in layers)
-    fixed = {id(m) for m in model.head.m.modules()}
-    return sum(m.weight.shape[0] for n, m in model.named_modules()
-               if isinstance(getattr(m, "weight", None), torch.Tensor) and m.weight.dim() >= 2
-               and not isinstance(m, nn.modules.batchnorm._BatchNorm) and m.weight.shape[0] > 1
-               and n.startswith(prefixes) and id(m) not in fixed)
-
-
-def input_layers(model: Model, layers: list[int]) -> list[int]:
-    """The layers that feed `layers` (for a family with no channels of its own, e.g. ECA: its neighbours)."""
-    n = len(model.model)
-    return sorted({(j if j >= 0 else i + j) % n for i in layers
-                   for j in ([model.model[i].f] if isinstance(model.model[i].f, int) else model.model[i].f)})
-
-
 def measure_entry(family: str, yaml_name: str, modules: str, a) -> dict:
     model = build(yaml_name, modules, a.nc)
-    own = family_layers(model, modules)
-    if not conv_channels(model, own):  # no channels of its own (ECA): the share is that of the layers feeding it
+    own = user_module_layers(model, modules)
+    if not layer_channels(model, own):  # no channels of its own (ECA): the share is that of the layers feeding it
         own = input_layers(model, own)
     row = {"family": family, "yaml": yaml_name, "layers": own, "params_before": count_params(model),
            "gflops_before": count_gflops(model, a.imgsz), "uncounted": uncounted_modules(model),
-           "channels_before": conv_channels(model, own)}
+           "channels_before": layer_channels(model, own)}
     example = torch.rand(1, 3, 64, 64)
     pruned = {}
     for method in METHODS:
@@ -105,7 +82,7 @@ def measure_entry(family: str, yaml_name: str, modules: str, a) -> dict:
                 or any(f"{h}.".startswith(prefixes) for h in s.get("holds", ()))]
         row[method] = {"speedup": out.speedup_gflops, "params_after": out.params_after,
                        "gflops_after": out.gflops_after,
-                       "family_share": 1 - conv_channels(out.model, own) / max(row["channels_before"], 1),
+                       "family_share": 1 - layer_channels(out.model, own) / max(row["channels_before"], 1),
                        "kept": [f"layer {s['layer']} {s['module']}: {s['reason']}" for s in kept],
                        "seconds": time.time() - t0}
         pruned[method] = out.model

@@ -17,6 +17,7 @@ import torch.nn as nn
 from yolocompress.core.hyp import Hyp
 from yolocompress.engine.losses import build_loss
 from yolocompress.models.builder import Model, load_config
+from yolocompress.models.layers import user_module_layers
 from yolocompress.models.registry import load_user_modules
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "modules"
@@ -95,27 +96,7 @@ PRUNE_METHODS = ("lamp",)  # the gallery test's own; tests/prune add group_norm 
 
 def family_layers(model: Model, entry: Entry) -> list[int]:
     """Indices of the layers whose module class comes from the entry's file."""
-    from yolocompress.models.registry import lookup
-    own = f"yolocompress_user_{Path(entry.modules).stem}"
-    return [m.i for m in model.model if lookup(m.type).cls.__module__ == own]
-
-
-def family_channels(model: Model, layers: list[int]) -> int:
-    """Output channels (features) of the convs and Linears in `layers`, leaving out the head's prediction convs
-    and layers of one output (ECA's Conv1d, CBAM's spatial conv): never pruned, by nature."""
-    prefixes = tuple(f"model.{i}." for i in layers)
-    fixed = {id(m) for m in model.head.m.modules()}
-    return sum(m.weight.shape[0] for n, m in model.named_modules()
-               if isinstance(getattr(m, "weight", None), torch.Tensor) and m.weight.dim() >= 2
-               and not isinstance(m, nn.modules.batchnorm._BatchNorm) and m.weight.shape[0] > 1
-               and n.startswith(prefixes) and id(m) not in fixed)
-
-
-def input_layers(model: Model, layers: list[int]) -> list[int]:
-    """The layers that feed `layers` (for a family with no channels of its own, e.g. ECA: its neighbours)."""
-    n = len(model.model)
-    return sorted({(j if j >= 0 else model.model[i].i + j) % n for i in layers
-                   for j in ([model.model[i].f] if isinstance(model.model[i].f, int) else model.model[i].f)})
+    return user_module_layers(model, entry.modules)
 
 
 def prune(model: Model, method: str, speedup: float = 2.0, max_steps: int = 15):

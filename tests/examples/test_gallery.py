@@ -12,6 +12,7 @@ from yolocompress.models.checkpoint import load_model, save_checkpoint
 from yolocompress.models.export import export_onnx, parity_or_reason
 
 from . import gallery
+from yolocompress.models.layers import input_layers, layer_channels
 from .gallery import DEFORMABLE, GALLERY, IMGSZ, KNOWN_BAD, PRUNE_METHODS
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
@@ -88,12 +89,12 @@ def test_gallery_model_prunes_and_stays_deployable(entry, method, gallery_regist
     model = gallery.build(entry)
     own = gallery.family_layers(model, entry)
     assert own, f"{entry.id}: no layer of the family's own file in the model"
-    if not gallery.family_channels(model, own):  # no channels of its own (ECA): its inputs must not be blocked
-        own = gallery.input_layers(model, own)
-    channels = gallery.family_channels(model, own)
+    if not layer_channels(model, own):  # no channels of its own (ECA): its inputs must not be blocked
+        own = input_layers(model, own)
+    channels = layer_channels(model, own)
     out = gallery.prune(model, method)
     assert out.reached, f"{entry.id}: {out.stop_reason}"
-    share = 1 - gallery.family_channels(model, own) / channels
+    share = 1 - layer_channels(model, own) / channels
     assert share > 0, f"{entry.id}: none of the family's channels pruned; kept: {out.skipped}"
     gallery.train_step(model)
     assert_deployable(entry, model, validator, tmp_path)
