@@ -19,6 +19,7 @@ usage: python benchmarks/compare_methods.py [--models v5n v7t] [--methods l1 lam
 The same command runs on a GPU (--device 0); nothing waits for one.
 """
 import argparse
+import json
 import os
 import time
 from pathlib import Path
@@ -53,12 +54,17 @@ def main():
     ap.add_argument("--train-images", type=int, default=400,
                     help="first N training images (sorted) for every run; 0 = all (the protocol, docs/benchmarks.md)")
     ap.add_argument("--no-latency640", action="store_true", help="skip the 640-px latency pass at the end")
+    ap.add_argument("--table-only", action="store_true",
+                    help="print the tables of the rows made so far (e.g. while a run is going) and stop")
     ap.add_argument("--latency640-rounds", type=int, default=3, help="interleaved passes of the 640-px timing")
     ap.add_argument("--latency640-batches", nargs="+", type=int, default=[1, 32],
                     help="batch sizes of the 640-px timing (1 and 32; smaller for a smoke run)")
     add_bench_args(ap, "compare-methods")
     a = ap.parse_args()
     a.out = a.out or str(DEFAULT_OUT)
+    if a.table_only:
+        print_tables(json.loads(Path(a.out).read_text())["rows"], a.models)
+        return
     os.chdir(ROOT)  # the bench data.yaml's path is relative to the project checkout
     a.data = subset_data(a.data, a.train_images, Path(a.project)) if a.train_images else a.data
     b = Bench(a)
@@ -68,9 +74,15 @@ def main():
         run_all(b)
     if not a.no_latency640:
         latency640(b)
-    for model in a.models:
-        rows = [r for k, r in b.results.data["rows"].items() if k.startswith(model + "/")]
-        print(f"\n{model}\n" + table(rows))
+    print_tables(b.results.data["rows"], a.models)
+
+
+def print_tables(rows: dict, models) -> None:
+    """One markdown table per baseline, every row against the baseline row (the first made)."""
+    for model in models:
+        mine = [r for k, r in rows.items() if k.startswith(model + "/")]
+        if mine:
+            print(f"\n{model}\n" + table(mine))
 
 
 def subset_data(data_yaml, n: int, project: Path) -> str:
