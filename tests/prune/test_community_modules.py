@@ -5,6 +5,7 @@ import torch
 
 from yolocompress.core.errors import PruningError
 from yolocompress.models.builder import Model
+from yolocompress.models.checkpoint import load_model, save_checkpoint
 from yolocompress.prune.guard import find_unprunable
 from yolocompress.prune.speedup import conv_channels, prune_to_target
 
@@ -80,6 +81,19 @@ def test_declared_split_sizes_are_rewritten():
     pconv = fast.model[4].spatial_mixing
     assert pconv.dim_conv3 == pconv.partial_conv3.in_channels
     assert pconv.dim_conv3 + pconv.dim_untouched == fast.model[3].conv.out_channels < 32
+
+
+def test_rewritten_split_sizes_survive_a_checkpoint(tmp_path):
+    """The checkpoint records the declared attributes with the layer shapes: a pruned C2f(split) reloads with
+    its new `c` and gives the same outputs (without it, the rebuilt block splits by the yaml's width)."""
+    model = build("v5", "C2fSplit")
+    prune_to_target(model, image(), "lamp", 1.5, imgsz=IMGSZ, max_steps=10, measure=False, global_pruning=False)
+    assert model.model[4].c < 16
+    loaded, _ = load_model(save_checkpoint(tmp_path / "p.pt", model))
+    assert loaded.model[4].c == model.model[4].c
+    x = image(2, seed=3)
+    with torch.no_grad():
+        assert torch.equal(model.eval()(x)[0], loaded.eval()(x)[0])
 
 
 def test_a_split_size_the_module_never_exposes_is_kept_whole_and_said_so():

@@ -18,6 +18,7 @@ import torch.nn as nn
 from ..core.errors import CheckpointError, YoloCompressError
 from ..core.rundir import publish
 from .builder import Model
+from .registry import declared_attributes
 from .official import read_official
 
 FORMAT = "yolocompress-checkpoint"
@@ -39,6 +40,8 @@ def layer_structure(model: nn.Module) -> dict:
             out[name] = {"type": "BatchNorm2d", "num_features": m.num_features}
         elif isinstance(m, nn.Linear):
             out[name] = {"type": "Linear", "in_features": m.in_features, "out_features": m.out_features}
+    for name, attrs in declared_attributes(model).items():  # split sizes pruning rewrote (register_module)
+        out.setdefault(name, {}).update(attrs)
     return out
 
 
@@ -48,7 +51,8 @@ def conform_to(model: nn.Module, state_dict: dict, structure: dict | None = None
     for name, m in model.named_modules():
         for attr, value in structure.get(name, {}).items():
             if attr != "type" and hasattr(m, attr):
-                setattr(m, attr, value)
+                old = getattr(m, attr)
+                setattr(m, attr, tuple(value) if isinstance(old, tuple) and isinstance(value, list) else value)
         prefix = f"{name}." if name else ""
         for group in ("_parameters", "_buffers"):
             for key, t in list(getattr(m, group).items()):

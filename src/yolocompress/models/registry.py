@@ -82,6 +82,32 @@ def spec_for_class(cls: type) -> ModuleSpec | None:
     return found[-1] if found else None
 
 
+def split_size_owners(model: nn.Module) -> dict[nn.Module, str | tuple]:
+    """Every module of `model` that does a declared split (`split_sizes=`), with the attribute(s) holding its
+    sizes."""
+    owners = {}
+    for m in model.modules():
+        spec = spec_for_class(type(m))
+        decl = spec.split_sizes if spec is not None else None
+        if decl is None:
+            continue
+        for path, attrs in (decl.items() if isinstance(decl, dict) else [("", decl)]):
+            owners[m.get_submodule(path) if path else m] = attrs
+    return owners
+
+
+def declared_attributes(model: nn.Module) -> dict[str, dict]:
+    """{module path: {attribute: value}} of every attribute a declaration names (the split sizes pruning
+    rewrites), so that a checkpoint of a pruned model rebuilds with them."""
+    paths = {m: name for name, m in model.named_modules()}
+    out: dict[str, dict] = {}
+    for owner, attrs in split_size_owners(model).items():
+        for attr in (attrs,) if isinstance(attrs, str) else attrs:
+            value = getattr(owner, attr)
+            out.setdefault(paths[owner], {})[attr] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
 def lookup(name: str) -> ModuleSpec:
     """The spec registered for a yaml module name (`nn.X` names are looked up without their prefix too)."""
     key = name[3:] if name.startswith("nn.") and name not in _REGISTRY else name

@@ -8,26 +8,11 @@ edges which carry no channel identity (a broadcast, a reduction over the channel
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
 from torch.overrides import TorchFunctionMode
 
-from ..models.registry import spec_for_class
 
 _SPLITS = {torch.split, torch.chunk, torch.Tensor.split, torch.Tensor.chunk, torch.Tensor.split_with_sizes,
            torch.tensor_split, torch.Tensor.tensor_split}
-
-
-def split_size_owners(model: nn.Module) -> dict[nn.Module, str | tuple]:
-    """Every module of `model` that does a declared split, with the attribute(s) holding its sizes."""
-    owners = {}
-    for m in model.modules():
-        spec = spec_for_class(type(m))
-        decl = spec.split_sizes if spec is not None else None
-        if decl is None:
-            continue
-        for path, attrs in (decl.items() if isinstance(decl, dict) else [("", decl)]):
-            owners[m.get_submodule(path) if path else m] = attrs
-    return owners
 
 
 class TraceRecorder(TorchFunctionMode):

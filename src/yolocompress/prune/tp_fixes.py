@@ -436,7 +436,8 @@ class FixedDependencyGraph(tp.DependencyGraph):
                 self._map_pieces(node)
 
     def build_dependency(self, model, example_inputs, forward_fn=None, *args, **kwargs):
-        from .declared import TraceRecorder, split_size_owners
+        from ..models.registry import split_size_owners
+        from .declared import TraceRecorder
         recorder = TraceRecorder(split_size_owners(model))
         self._split_owners, self._recorder = recorder.found, recorder
         first = example_inputs[0] if isinstance(example_inputs, (list, tuple)) else example_inputs
