@@ -1,7 +1,8 @@
 """What the graph cannot see: users' declarations on `register_module`, and the shapes seen while tracing.
 
 The dependency graph sees a `split` along the channels, but not the module attribute its sizes come from;
-`split_sizes=...` names it, and the split's pruner rewrites it (prune/tp_fixes.py, FixedSplitPruner).
+`split_sizes=...` names it (models/registry.py finds the owners), and the split's pruner rewrites it
+(prune/tp_fixes.py, FixedSplitPruner); the checkpoint records it (models/checkpoint.py, layer_structure).
 Torch-Pruning's graph also keeps no tensor shapes; `TraceRecorder` notes them (by autograd node) so that
 edges which carry no channel identity (a broadcast, a reduction over the channels) can be told apart.
 """
