@@ -337,6 +337,9 @@ class Trainer:
                     run_plots.plot_validation(self.save_dir, self.best_record)
             if not opts.noplots:  # at the end with the other matplotlib plots: no delay before the first epoch
                 run_plots.plot_labels(self.save_dir, self.train_set.labels, self.data.names)
+        if self.world > 1:  # every rank waits for rank 0's plots, then the group is closed before exit
+            dist.barrier()  # (a rank exiting with its gloo threads still open aborts: "terminate called ...")
+            dist.cleanup()
         return TrainResult(self.save_dir, self.wdir / "best.pt", self.wdir / "last.pt", self.metrics, self.epoch + 1)
 
     @staticmethod
