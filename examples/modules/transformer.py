@@ -54,7 +54,7 @@ class C3TR(nn.Module):
         return self.cv3(torch.cat((self.m(self.cv1(x)), self.cv2(x)), 1))
 
 
-@register_module()
+@register_module(heads={"query": "heads", "key": "heads", "value": "heads"})  # view(b, heads, c // heads, -1)
 class MHSA(nn.Module):
     def __init__(self, c1, c2, heads=4):
         super().__init__()

@@ -20,7 +20,6 @@ WORKING = [e for e in GALLERY if e.family not in KNOWN_BAD]
 # Gallery models whose own channels do not prune yet on this code, with what happens (docs/custom-modules.md's
 # table). Strict: a fix makes the test pass and fail as XPASS, so that the entry is removed here.
 NOT_PRUNED_YET = {
-    "yolov5n-mhsa": "pruning breaks `c // heads` in MHSA's view: the group is kept whole",
     "yolov5n-gsconv": "VoVGSCSP cannot be traced (ZeroDivisionError; it pruned before 1733770..d952674): kept whole",
     "yolov7-tiny-gsconv": "the channel shuffle is not followed: the forward pass fails after pruning",
 }

@@ -187,6 +187,30 @@ class DecoupledDetect(Detect):
         pass
 
 
+class MHSAUndeclared(nn.Module):
+    """BoTNet-style self-attention over the H*W positions, heads made by a view the graph cannot see;
+    replaces a layer of the same width (the residual ties its q/k/v to the block input)."""
+
+    def __init__(self, c1, c2, heads=4):
+        super().__init__()
+        self.heads = heads
+        self.query, self.key, self.value = nn.Conv2d(c1, c1, 1), nn.Conv2d(c1, c1, 1), nn.Conv2d(c1, c1, 1)
+
+    def forward(self, x):
+        b, c, h, w = x.shape
+        q, k, v = (f(x).view(b, self.heads, c // self.heads, -1) for f in (self.query, self.key, self.value))
+        attn = torch.softmax(q.transpose(-2, -1) @ k / (c // self.heads) ** 0.5, -1)
+        return (v @ attn.transpose(-2, -1)).reshape(b, c, h, w) + x
+
+
+register_module("MHSAUndeclared")(MHSAUndeclared)
+
+
+@register_module(heads={"query": "heads", "key": "heads", "value": "heads"})
+class MHSA(MHSAUndeclared):
+    """The same, with its heads declared: pruning takes the same head dimensions from every head."""
+
+
 @register_module()
 class DeformConvBlock(nn.Module):
     """DCNv2 as mmcv-style forks write it: one conv predicts offsets (2*k*k) and mask (k*k), sliced apart;

@@ -14,7 +14,7 @@ from .tiny_yolos import IMGSZ, image, one_thread, v5_cfg, v7_cfg
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 ROW = {"v5": 4, "v7": 10}
-PRUNED = ["C2fChunk", "C2fSplit", "FasterNetBlock", "CBAM", "ECA", "BiFPNAdd2", "DecoupledDetect"]
+PRUNED = ["C2fChunk", "C2fSplit", "FasterNetBlock", "CBAM", "ECA", "BiFPNAdd2", "DecoupledDetect", "MHSA"]
 
 
 @pytest.fixture(autouse=True)
@@ -64,7 +64,11 @@ def test_the_family_is_pruned(module, family, method):
     prefix = measured_prefix(family, module)
     assert guard.skipped == []
     before = conv_channels(model)
-    out = prune_to_target(model, image(), method, 1.5, imgsz=IMGSZ, max_steps=10, measure=False, guard=guard)
+    # Ranked globally, an attention group's scores are averaged over its heads (Torch-Pruning's channel groups),
+    # so at this tiny size global group_norm never ranks them lowest; per layer, the heads rule is still followed.
+    scope = False if (module, method) == ("MHSA", "group_norm") else None
+    out = prune_to_target(model, image(), method, 1.5, imgsz=IMGSZ, max_steps=10, measure=False, guard=guard,
+                          global_pruning=scope)
     assert out.reached
     assert share_pruned(before, conv_channels(model), prefix) > 0
     pred, _ = model.eval()(image(2))
@@ -155,6 +159,35 @@ def test_the_skip_list_names_every_layer_a_kept_group_holds_and_the_coverage_lin
     assert out.summary()["coverage"] == line
 
 
+@pytest.mark.parametrize("family", ["v5", "v7"])
+def test_declared_heads_are_pruned_a_head_dimension_at_a_time(family):
+    """Undeclared, the view to (b, heads, c // heads) breaks after pruning and the group is kept whole, said
+    so; declared with `heads=`, every head loses the same dimensions and the head count stays."""
+    undeclared = find_unprunable(build(family, "MHSAUndeclared"), image(), "lamp")
+    held = [s for s in undeclared.skipped if f"model.{ROW[family]}.query" in s["holds"]]
+    assert held and "forward pass fails" in held[0]["reason"]
+
+    model = build(family, "MHSA")
+    block = model.model[ROW[family]]
+    out = prune_to_target(model, image(), "lamp", 1.5, imgsz=IMGSZ, max_steps=10, measure=False)
+    assert out.reached and out.skipped == []
+    c = block.query.out_channels
+    assert c < 32 and c % block.heads == 0 and block.heads == 4
+    assert block.key.out_channels == block.value.out_channels == block.query.in_channels == c
+    model.eval()(image(2))
+
+
+def test_a_bad_heads_declaration_is_one_line():
+    from yolocompress.core.errors import ConfigError
+    from yolocompress.models.registry import declared_heads, register_module
+    with pytest.raises(ConfigError, match="heads must be a dict"):
+        register_module("Bad", heads=["query"])
+    wrong = type("WrongHeads", (community.MHSAUndeclared,), {})
+    register_module("WrongHeads", heads={"qkv": "heads"})(wrong)
+    with pytest.raises(ConfigError, match="WrongHeads.*qkv"):
+        declared_heads(wrong(8, 8))
+
+
 def test_the_guard_probe_removes_as_many_channels_as_round_to():
     from yolocompress.prune.guard import _probe_idxs
     assert _probe_idxs(32) == [0, 16, 31]
@@ -162,7 +195,7 @@ def test_the_guard_probe_removes_as_many_channels_as_round_to():
     assert _probe_idxs(8, 8) == [0]
 
 
-PAGCP_FAMILIES = ["C2fChunk", "C2fSplit", "FasterNetBlock", "CBAM", "ECA", "BiFPNAdd2", "DecoupledDetect"]
+PAGCP_FAMILIES = ["C2fChunk", "C2fSplit", "FasterNetBlock", "CBAM", "ECA", "BiFPNAdd2", "DecoupledDetect", "MHSA"]
 
 
 @pytest.mark.parametrize("family", ["v5", "v7"])
@@ -181,13 +214,20 @@ def test_pagcp_prunes_the_family(module, family):
     assert skipped == []
     prefix = measured_prefix(family, module)
     readers = {"v7": ["model.18."]}.get(family, []) if module == "ECA" else []  # RepConv 18 reads model.8 too
+    if module == "MHSA":  # its residual ties q/k/v to its input: their group is rooted at the convs before it
+        from yolocompress.prune.graph import full_group
+        from yolocompress.prune.guard import build_graph
+        dg = build_graph(model, image())
+        group = full_group(dg, model.model[ROW[family]].query)
+        readers = [dg._module2name[i.dep.target.module] for i in group if dg.is_out_channel_pruning_fn(i.dep.handler)
+                   and isinstance(i.dep.target.module, torch.nn.Conv2d)]
     ignored += [m for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)
                 and not n.startswith((prefix, *readers))]
     before = conv_channels(model)
     res = pagcp.pagcp_prune(model, batches, build_loss(model, Hyp.default_for(model.yaml), IMGSZ), speedup=1.01,
                             imgsz=IMGSZ, initial_rate=0.2, initial_thres=50.0, rounds=1, ignored_layers=ignored,
                             opaque=opaque, progress=lambda *_: None)
-    assert share_pruned(before, conv_channels(res.model), prefix) > 0, [r.row() for r in res.rounds[0].layers]
+    assert share_pruned(before, conv_channels(res.model), prefix) > 0, [(r.name, r.pruned, r.stop, r.reason, r.kept) for r in res.rounds[0].layers]
     with torch.no_grad():
         res.model.eval()(image(2))
 

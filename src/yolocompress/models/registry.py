@@ -32,12 +32,17 @@ class ModuleSpec:
     split_sizes: where the module (or a submodule) keeps the sizes of a `split` along the channels, as
         `"attr"` (one int for equal pieces, or a tuple/list of sizes), `("attr_a", "attr_b")` (one int per
         piece), or `{"sub.module.path": one of those}`; pruning rewrites them (docs/custom-modules.md).
+    heads: the layers whose outputs the module splits into attention heads (a `view(b, heads, c // heads, ...)`
+        the graph cannot see), as `{"sub.module.path": head count}`, the count an int or the name of the
+        attribute holding it; pruning then removes the same head dimensions from every head, so `c % heads`
+        holds and the head count stays.
     """
     cls: type
     kind: str
     repeats_as_arg: bool = False
     out_channels: Callable[[int, list], int] | None = None
     split_sizes: str | tuple | dict | None = None
+    heads: dict | None = None
 
 
 _REGISTRY: dict[str, ModuleSpec] = {}
@@ -45,21 +50,23 @@ _REGISTRY: dict[str, ModuleSpec] = {}
 
 def register_module(name: str | None = None, *, kind: str = "channels", repeats_as_arg: bool = False,
                     out_channels: Callable[[int, list], int] | None = None,
-                    split_sizes: str | tuple | dict | None = None):
+                    split_sizes: str | tuple | dict | None = None, heads: dict | None = None):
     """Class decorator: make `cls` usable in model yaml files under `name` (default: the class name).
 
     kind "channels" means the first yaml argument is the output channel count (scaled by width_multiple) and the
     builder passes the input channel count first, as for Conv; kind "same" means channels pass through unchanged.
     `out_channels(c_in, args)` may override the output channel count for any other rule.
     `split_sizes` names the attribute(s) that hold the sizes of a channel split in forward (see ModuleSpec), so
-    that pruning can follow the split and rewrite them.
+    that pruning can follow the split and rewrite them; `heads` names the layers whose outputs are split into
+    attention heads, and their head counts.
     """
     if kind not in KINDS:
         raise ConfigError(f"register_module: kind must be one of {', '.join(KINDS)}, got {kind!r}")
     _check_split_sizes(split_sizes)
+    _check_heads(heads)
 
     def wrap(cls):
-        _REGISTRY[name or cls.__name__] = ModuleSpec(cls, kind, repeats_as_arg, out_channels, split_sizes)
+        _REGISTRY[name or cls.__name__] = ModuleSpec(cls, kind, repeats_as_arg, out_channels, split_sizes, heads)
         return cls
 
     return wrap
@@ -74,6 +81,14 @@ def _check_split_sizes(decl) -> None:
         return
     raise ConfigError(f"register_module: split_sizes must be an attribute name, a tuple of names, or a dict "
                       f"{{submodule path: name(s)}}, got {decl!r}")
+
+
+def _check_heads(decl) -> None:
+    ok = decl is None or (isinstance(decl, dict) and decl and all(
+        isinstance(k, str) and k and (isinstance(v, str) or (isinstance(v, int) and v > 0)) for k, v in decl.items()))
+    if not ok:
+        raise ConfigError(f"register_module: heads must be a dict {{submodule path: head count or the name of the "
+                          f"attribute holding it}}, e.g. {{'query': 'heads'}}, got {decl!r}")
 
 
 def spec_for_class(cls: type) -> ModuleSpec | None:
@@ -94,6 +109,27 @@ def split_size_owners(model: nn.Module) -> dict[nn.Module, str | tuple]:
         for path, attrs in (decl.items() if isinstance(decl, dict) else [("", decl)]):
             owners[m.get_submodule(path) if path else m] = attrs
     return owners
+
+
+def declared_heads(model: nn.Module) -> dict[nn.Module, int]:
+    """Every layer whose outputs a registered module splits into attention heads (`heads=`), with its head
+    count, read from the module now (a checkpoint rebuilds the module with the same attribute)."""
+    found = {}
+    for m in model.modules():
+        spec = spec_for_class(type(m))
+        for path, count in ((spec.heads or {}).items() if spec is not None else ()):
+            try:
+                layer = m.get_submodule(path)
+                n = getattr(m, count) if isinstance(count, str) else count
+            except AttributeError as e:
+                raise ConfigError(f"register_module(heads=...) of {type(m).__name__}: {e}; name a submodule "
+                                  f"path of the module and an int or the attribute holding the head count") from e
+            if not isinstance(n, int) or n < 1:
+                raise ConfigError(f"register_module(heads=...) of {type(m).__name__}: {count!r} is {n!r}, "
+                                  f"not a head count (a positive int)")
+            if n > 1:
+                found[layer] = n
+    return found
 
 
 def declared_attributes(model: nn.Module) -> dict[str, dict]:

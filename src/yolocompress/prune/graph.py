@@ -35,8 +35,12 @@ def full_group(dg, root):
     return dg.get_pruning_group(root, out_fn(dg, root), list(range(dg.get_out_channels(root))))
 
 
-def l1_order(dg, group) -> list[int]:
-    """Root channels by the L1 norm of their filters (summed over the group's coupled layers), lowest first."""
+def l1_order(dg, group, heads: int = 1) -> list[int]:
+    """Root channels by the L1 norm of their filters (summed over the group's coupled layers), lowest first.
+
+    With `heads` > 1 (the group holds attention heads of equal width) the order goes by head dimension: the
+    same position of every head together, scored by their sum, so any prefix of `heads` x k channels takes
+    k dimensions out of every head and the width stays a multiple of the head count."""
     score = torch.zeros(len(group[0].idxs), dtype=torch.float64)
     for item in group:
         layer = item.dep.target.module
@@ -45,7 +49,17 @@ def l1_order(dg, group) -> list[int]:
             w = w.transpose(0, 1) if getattr(layer, "transposed", False) else w
             norms = w[item.idxs].abs().flatten(1).sum(1).double().cpu()
             score.index_add_(0, torch.as_tensor(item.root_idxs, dtype=torch.long), norms)
+    n = len(score)
+    if heads > 1 and n % heads == 0:
+        width = n // heads
+        positions = torch.argsort(score.view(heads, width).sum(0), stable=True).tolist()
+        return [p + k * width for p in positions for k in range(heads)]
     return torch.argsort(score, stable=True).tolist()
+
+
+def group_heads(group, heads: dict) -> int:
+    """The head count a group's channels are split into (1 if it holds no attention layer of `heads`)."""
+    return max((heads.get(item.dep.target.module, 1) for item in group), default=1)
 
 
 def subset(group, roots) -> list:

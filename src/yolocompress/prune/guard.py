@@ -24,6 +24,7 @@ import torch.nn as nn
 import torch_pruning as tp
 
 from ..core.errors import PruningError
+from ..models.registry import declared_heads
 from .custom_pruners import customized_pruners
 from .graph import implicit_parameters, layer_index
 from .methods import get_method
@@ -145,8 +146,10 @@ def tracing_options(model: nn.Module, opaque=()) -> dict:
 
 def attention_heads(model: nn.Module) -> dict:
     """Each attention layer with its head count: its width is pruned a head-dimension at a time, in every head
-    at once, so `embed_dim % num_heads` holds (Torch-Pruning's channel groups)."""
-    return {m: m.num_heads for m in model.modules() if isinstance(m, nn.MultiheadAttention) and m.num_heads > 1}
+    at once, so `embed_dim % num_heads` holds (Torch-Pruning's channel groups). nn.MultiheadAttention, and
+    the layers a registered module declares with `heads=` (they split their outputs into heads by a view)."""
+    heads = {m: m.num_heads for m in model.modules() if isinstance(m, nn.MultiheadAttention) and m.num_heads > 1}
+    return {**heads, **declared_heads(model)}  # and the layers users declare (`register_module(heads=...)`)
 
 
 def build_graph(model: nn.Module, example_inputs, opaque=()) -> tp.DependencyGraph:

@@ -32,8 +32,8 @@ from ..core.errors import ConfigError, DataError, PruningError
 from ..core.stats import count_gflops, count_params, measure_latency
 from ..engine.losses import build_loss
 from ..engine.options import TrainOptions, model_stride
-from .graph import first_layer, full_group, l1_order, out_fn, owner, pruned_view, subset
-from .guard import build_graph, find_unprunable
+from .graph import first_layer, full_group, group_heads, l1_order, out_fn, owner, pruned_view, subset
+from .guard import attention_heads, build_graph, find_unprunable
 from .options import PagcpOptions, PruneOptions
 from .speedup import PruneOutcome, conv_channels, per_layer_table
 from .tp_fixes import prepare_model_for_pruning
@@ -234,13 +234,16 @@ def _excess(value: float, limit: float) -> float:
     return value / limit if limit > 0 and not math.isnan(value) else math.inf
 
 
-def pruned_counts(channels: int, round_to: int | None = None) -> list[int]:
+def pruned_counts(channels: int, round_to: int | None = None, unit: int = 1) -> list[int]:
     """The channel counts a layer's scan tries to remove: 5 %, 10 %, ... of `channels` (never all); with
-    `round_to`, those that leave a multiple of it (at least one multiple; every multiple below `channels` when
-    the 5 % grid is coarser than the multiples)."""
+    `round_to`, those that leave a multiple of it (every multiple below `channels`). `unit`: counts are
+    multiples of it (an attention group loses whole head dimensions: one channel of each of `unit` heads)."""
     if not round_to:
-        return sorted({min(channels - 1, channels * k // GRID_STEPS) for k in range(1, GRID_STEPS)} - {0})
-    return sorted(channels - kept for kept in range(round_to, channels, round_to))
+        grid = {min(channels - 1, channels * k // GRID_STEPS) for k in range(1, GRID_STEPS)}
+        counts = sorted({c - c % unit for c in grid} - {0})
+        return counts or ([unit] if channels > unit else [])
+    step = math.lcm(round_to, unit)
+    return sorted(channels - kept for kept in range(step, channels, step))
 
 
 # ---- one round --------------------------------------------------------------------------------------------
@@ -273,6 +276,7 @@ class _Round:
         """A fresh copy of the start model and its graph, with `records` applied."""
         model = copy.deepcopy(self.start_model).eval()
         dg = _build_graph(model, self.calib.example(), self.opaque)
+        self.heads = attention_heads(model)
         for rec in records:
             _apply(dg, rec.name, rec.idxs)
         return model, dg
@@ -287,7 +291,7 @@ class _Round:
 
     def _group(self, name):
         group = full_group(self.dg, self.work.get_submodule(name))
-        return group, l1_order(self.dg, group)
+        return group, l1_order(self.dg, group, group_heads(group, self.heads))
 
     def _probe(self, names) -> list[tuple[str, float]]:
         """GFLOPs removed by pruning PROBE_RATIO of each group alone (dependants included)."""
@@ -296,7 +300,9 @@ class _Round:
         for name in names:
             try:
                 group, order = self._group(name)
-                with pruned_view(self.dg, subset(group, order[:max(1, int(PROBE_RATIO * len(order)))])):
+                unit = group_heads(group, self.heads)
+                n = max(unit, int(PROBE_RATIO * len(order)) // unit * unit)
+                with pruned_view(self.dg, subset(group, order[:n])):
                     out.append((name, g0 - count_gflops(self.work, self.opts.imgsz)))
             except Exception as e:  # a group Torch-Pruning cannot cut cleanly (user modules): leave it whole
                 channels = self.dg.get_out_channels(self.work.get_submodule(name))
@@ -355,7 +361,7 @@ class _Round:
         """Try 5%, 10%, ... of the group's channels; keep the last count within both bounds."""
         group, order = self._group(rec.name)
         rec.channels = len(order)
-        counts = pruned_counts(len(order), self.round_to)
+        counts = pruned_counts(len(order), self.round_to, group_heads(group, self.heads))
         limits = [min((1 + rec.tolerance) * p, self.big_d * b) for p, b in zip(prev, baseline)]
         start = first_layer(self.dg, group) if self.calib.resumable(self.work) else 0
         states = self.calib.prefix(self.work, start)
