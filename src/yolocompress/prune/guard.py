@@ -26,7 +26,7 @@ import torch_pruning as tp
 from ..core.errors import PruningError
 from ..models.registry import declared_heads
 from .custom_pruners import customized_pruners
-from .graph import implicit_parameters, layer_index
+from .graph import group_heads, implicit_parameters, layer_index
 from .methods import get_method
 from .runcheck import check_runs, hint_for
 from .tp_fixes import DEFAULT_ROOT_MODULE_TYPES, FixedDependencyGraph, prepare_model_for_pruning
@@ -227,7 +227,7 @@ def _trial(model, x, roots: list[str], opaque, ref_shapes, round_to=None) -> str
             root = modules[name]
             idxs = _probe_idxs(dg.get_out_channels(root), round_to)
             group = dg.get_pruning_group(root, dg.get_pruner_of_module(root).prune_out_channels, idxs[:1])
-            h = max((heads.get(dep.target.module, 1) for dep, _ in group), default=1)
+            h = group_heads(group, heads)
             if h > 1:  # one channel of every head, as the pruner removes them
                 n = dg.get_out_channels(root)
                 idxs = [k * (n // h) for k in range(h)] if n and n > h else []
