@@ -22,7 +22,7 @@ from yolocompress.distill.options import DistillOptions
 from yolocompress.engine.api import train
 from yolocompress.core.hyp import Hyp
 from yolocompress.engine.options import TrainOptions
-from yolocompress.models.checkpoint import load_model, read_checkpoint
+from yolocompress.models.checkpoint import load_model, read_checkpoint, save_checkpoint
 from yolocompress.prune.api import prune_command
 from yolocompress.prune.options import PruneOptions
 from yolocompress.core.stats import count_gflops, count_params, interleaved_latency, measure_latency
@@ -138,6 +138,14 @@ def prune_switches(flags) -> dict:
     if unknown:
         raise SystemExit(f"unknown prune switch(es) {unknown}; known: {', '.join(sorted(by_flag))}")
     return dict(by_flag[f] for f in flags)
+
+
+def save_fp16(src, dst: Path) -> Path:
+    """The model of checkpoint `src` with FP16 weights and no training state (small enough to commit)."""
+    model, ckpt = load_model(src)
+    sd = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    meta = {k: v for k, v in (ckpt.get("meta") or {}).items() if k in ("epoch", "best_epoch", "metrics", "hyp", "opt")}
+    return save_checkpoint(dst, model, state_dict=sd, meta={**meta, "fp16_of": str(src)})
 
 
 def run_prune(weights, method: str, speedup: float, epochs: int, *, data, hyp, imgsz: int, batch: int, device: str,

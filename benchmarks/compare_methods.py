@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from common import (FIXTURE, ROOT, Bench, add_bench_args, add_v7_args, kd_options, run_prune, run_train,
-                    table)
+                    save_fp16, table)
 from latency640 import architecture_key, as_cells, time_architectures
 from yolocompress.engine.options import TrainOptions
 from yolocompress.models.checkpoint import load_model
@@ -112,8 +112,9 @@ def run_all(b: Bench):
         if not results.has(key):
             t0 = time.time()
             weights = a.v5_weights if model == "v5n" else a.v7_weights
-            if weights is None:
-                weights = run_train(**b.v7_baseline_run(), patience=a.v7_patience).best
+            if weights is None:  # kept FP16 beside the results file: the rows of a later session start from it
+                best = run_train(**b.v7_baseline_run(), patience=a.v7_patience).best
+                weights = save_fp16(best, Path(a.out).with_name(f"{Path(a.out).stem}_{model}_baseline_fp16.pt"))
             b.add(key, f"{model} baseline", weights, t0)
         base = results.row(key)["weights"]
         for kd in kd_modes:  # extra epochs alone: what pruning must not be credited with
@@ -140,7 +141,7 @@ def run_all(b: Bench):
 
         def sparse(method) -> str:
             k = f"{model}/sparse/{method}"
-            if not results.has(k):
+            if not results.has(k) or not Path(results.row(k)["weights"]).is_file():  # its run folder may be gone
                 t0 = time.time()
                 opts = TrainOptions(data=str(common["data"]), hyp=str(common["hyp"]), imgsz=common["imgsz"],
                                     batch_size=common["batch"], workers=common["workers"], device=common["device"],
@@ -178,7 +179,12 @@ def latency640(b: Bench) -> None:
     results = b.results
     rows = results.data["rows"]
     models, keys = {}, {}
+    gone = [k for k, row in rows.items() if not Path(row["weights"]).is_file()]
+    if gone:  # rows of an earlier machine whose run folders did not travel with the results file
+        print(f"warning: not timed at 640 px, their weights are gone (rerun those rows to time them): {', '.join(gone)}")
     for k, row in rows.items():
+        if k in gone:
+            continue
         m = load_model(row["weights"], nc=b.data.nc)[0]
         arch = architecture_key(m)
         keys[k] = arch
@@ -186,7 +192,7 @@ def latency640(b: Bench) -> None:
     done = results.data.setdefault("latency640", {})
     for model in b.args.models:  # each baseline is the reference of its own rows
         base = keys.get(f"{model}/baseline")
-        archs = [base] + sorted({keys[k] for k in rows if k.startswith(model + "/")} - {base}) if base else []
+        archs = [base] + sorted({keys[k] for k in keys if k.startswith(model + "/")} - {base}) if base else []
         todo = [x for x in archs if f"{model}:{x}" not in done]
         if not todo:
             continue
@@ -196,7 +202,8 @@ def latency640(b: Bench) -> None:
             done[f"{model}:{x}"] = as_cells(timed, i)
         results.save()
     for k, row in rows.items():
-        row.update(done.get(f"{k.split('/')[0]}:{keys[k]}", {}))
+        if k in keys:
+            row.update(done.get(f"{k.split('/')[0]}:{keys[k]}", {}))
     results.save()
 
 

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from common import BENCH_DATA, BENCH_HYP, FIXTURE, ROOT, SHARED, run_prune
+from common import BENCH_DATA, BENCH_HYP, FIXTURE, ROOT, SHARED, run_prune, save_fp16
 from yolocompress.core.hyp import Hyp
 from yolocompress.core.stats import count_gflops, count_params
 from yolocompress.data.dataset import load_data_config
@@ -41,7 +41,7 @@ from yolocompress.distill.options import DistillOptions
 from yolocompress.engine.api import train
 from yolocompress.engine.options import TrainOptions
 from yolocompress.engine.validator import Validator
-from yolocompress.models.checkpoint import load_model, read_checkpoint, save_checkpoint
+from yolocompress.models.checkpoint import load_model, read_checkpoint
 from yolocompress.report.tables import compare_rows, markdown_table
 
 LOGGER = logging.getLogger("yolocompress")
@@ -141,7 +141,7 @@ def measure(label: str, weights, validator: Validator, nc: int, imgsz: int) -> d
             "mAP50": met["mAP50"], "mAP50-95": met["mAP50-95"], "weights": str(weights)}
 
 
-def train_row(opts: TrainOptions, *, cfg=None, model=None, meta=None, hyp=None, callbacks_factory=None):
+def train_row(opts: TrainOptions, *, cfg=None, weights=None, model=None, meta=None, hyp=None, callbacks_factory=None):
     """One training run; an interrupted run of the same name (its last.pt short of `epochs`) resumes instead,
     and a run that had finished (killed while measuring) is not trained again."""
     wdir = Path(opts.project) / opts.name / "weights"
@@ -155,15 +155,8 @@ def train_row(opts: TrainOptions, *, cfg=None, model=None, meta=None, hyp=None, 
             return wdir / "best.pt"
         LOGGER.info(f"{last}: resuming an interrupted benchmark run")
         return train(opts, resume=str(last), callbacks_factory=callbacks_factory).best
-    return train(opts, cfg=cfg, model=model, meta=meta, hyp=hyp, callbacks_factory=callbacks_factory).best
-
-
-def save_fp16(src, dst: Path) -> Path:
-    """The model of checkpoint `src` with FP16 weights and no training state (small enough to commit)."""
-    model, ckpt = load_model(src)
-    sd = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
-    meta = {k: v for k, v in (ckpt.get("meta") or {}).items() if k in ("epoch", "best_epoch", "metrics", "hyp", "opt")}
-    return save_checkpoint(dst, model, state_dict=sd, meta={**meta, "fp16_of": str(src)})
+    return train(opts, cfg=cfg, weights=None if weights is None else str(weights), model=model, meta=meta, hyp=hyp,
+                 callbacks_factory=callbacks_factory).best
 
 
 class Timer:
@@ -238,7 +231,9 @@ def setting_a(a: argparse.Namespace) -> None:
     if a.extra_seeds:
         ranked = sorted((c for c in a.configs_a if c != "none" and results.has(c)),
                         key=lambda c: results.row(c)["mAP50-95"], reverse=True)
-        results.data["seed_configs"] = repeat = ["none"] + ranked[:2]
+        repeat = ["none"] + ranked[:2]
+        repeat += [c for c in a.seed_configs if c not in repeat]
+        results.data["seed_configs"] = repeat
         results.save()
         for seed in range(1, a.extra_seeds + 1):
             for c in repeat:
@@ -289,6 +284,22 @@ def setting_b(a: argparse.Namespace) -> None:
     validator = Validator(data, 192, 32, a.device, a.workers)
     common = dict(data=bench_data, hyp=bench_hyp, imgsz=192, batch=a.batch_size, device=a.device,
                   workers=a.workers, project=project, seed=0)
+
+    def finetune(model, meta, name: str, options: DistillOptions | None, weights=None):
+        """The finetune every row shares: b-epochs on the bench data, seed 0, optionally with the unpruned teacher."""
+        opts = TrainOptions(data=str(bench_data), epochs=a.b_epochs, batch_size=a.batch_size, imgsz=192,
+                            device=a.device, workers=a.workers, project=str(project), name=name, exist_ok=True,
+                            noautoanchor=True, seed=0)
+        factory = None if options is None else (lambda m, _d: [
+            DistillCallback(m, str(fixture), options, imgsz=192, teacher_name="unpruned")])
+        return train_row(opts, weights=weights, model=model, meta=meta, hyp=Hyp.load(bench_hyp),
+                         callbacks_factory=factory)
+
+    if not results.has("control"):  # what the extra epochs alone give: the target distillation closes the gap to
+        with Timer() as t:
+            best = finetune(None, None, "control", None, weights=fixture)
+        results.add("control", {**measure(f"unpruned yolov5n finetuned {a.b_epochs} epochs", best, validator,
+                                          data.nc, 192), **t.minutes()})
     for spec in a.b_methods:
         method, _, speedup = spec.partition("@")
         method, sparse = method.removesuffix("+sparse"), method.endswith("+sparse")
@@ -303,17 +314,26 @@ def setting_b(a: argparse.Namespace) -> None:
                 if c == "none":  # prune once; this run's finetune is the row without a teacher
                     best = run_prune(base, method, float(speedup), a.b_epochs, name=f"{tag}-none", **common)["best"]
                 else:
+                    if not pruned.is_file():  # the `none` row was made on another machine: prune again, no finetune
+                        reprune(base, method, float(speedup), pruned, results.row(f"{tag}/none"), common)
                     o = distill_options(c, a.b_kd_share, a.b_logit_weight, a.b_feature_weight)
                     model = load_model(pruned, nc=data.nc)[0]
-                    opts = TrainOptions(data=str(bench_data), epochs=a.b_epochs, batch_size=a.batch_size, imgsz=192,
-                                        device=a.device, workers=a.workers, project=str(project),
-                                        name=f"{tag}-{c}", exist_ok=True, noautoanchor=True, seed=0)
-                    best = train_row(opts, model=model, meta=read_checkpoint(pruned)["meta"], hyp=Hyp.load(bench_hyp),
-                                     callbacks_factory=lambda m, _d, o=o: [
-                                         DistillCallback(m, str(fixture), o, imgsz=192, teacher_name="unpruned")])
+                    best = finetune(model, read_checkpoint(pruned)["meta"], f"{tag}-{c}", o)
             label = f"{'GroupSL (Sparse)' if sparse and method == 'group_sl' else method} {speedup}x"
             row = measure(f"{label}, {c}", best, validator, data.nc, 192)
             results.add(key, {**row, **kd_record(Path(best).parent.parent), **t.minutes()})
+
+
+def reprune(base, method: str, speedup: float, pruned: Path, none_row: dict, common: dict) -> None:
+    """Make `pruned` again (prune only) and check it is the architecture the recorded `none` row was finetuned
+    from: a different one would make its deltas meaningless."""
+    out = run_prune(base, method, speedup, 0, name=pruned.parent.name + "-reprune", **common)
+    model = load_model(out["pruned"])[0]
+    if count_params(model) != none_row["Parameters"]:
+        raise SystemExit(f"error: pruning {method} {speedup}x again gave {count_params(model)} parameters, the recorded "
+                         f"`none` row has {none_row['Parameters']}; delete its rows from the results file to redo them")
+    pruned.parent.mkdir(parents=True, exist_ok=True)
+    Path(out["pruned"]).replace(pruned)
 
 
 def absolute_data_yaml(src: Path, dst: Path) -> Path:
@@ -357,6 +377,9 @@ def main() -> None:
     g = ap.add_argument_group("setting (a)")
     g.add_argument("--configs-a", nargs="+", default=A_CONFIGS, help="rows: " + ", ".join(CONFIGS))
     g.add_argument("--extra-seeds", type=int, default=2, help="seeds 1..N for `none` and the best two rows")
+    g.add_argument("--seed-configs", nargs="*", default=["cwd"],
+                   help="rows also repeated with the extra seeds (besides `none` and the best two); the default, "
+                        "the best feature loss, tells whether a feature loss beats the no-teacher spread")
     g.add_argument("--a-train", type=int, default=ProtocolA.n_train, help="generated train images")
     g.add_argument("--a-val", type=int, default=ProtocolA.n_val, help="generated validation images")
     g.add_argument("--a-imgsz", type=int, default=ProtocolA.imgsz)
@@ -385,7 +408,7 @@ def main() -> None:
     os.environ.setdefault("YOLOCOMPRESS_NO_BAR", "1")
     torch.set_num_threads(a.threads)
     os.chdir(ROOT)
-    for c in a.configs_a + a.configs_b:
+    for c in a.configs_a + a.configs_b + a.seed_configs:
         parse_config(c)
     if "a" in a.settings:
         setting_a(a)
