@@ -19,10 +19,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::Deprecat
 WORKING = [e for e in GALLERY if e.family not in KNOWN_BAD]
 # Gallery models whose own channels do not prune yet on this code, with what happens (docs/custom-modules.md's
 # table). Strict: a fix makes the test pass and fail as XPASS, so that the entry is removed here.
-NOT_PRUNED_YET = {
-    "yolov5n-gsconv": "VoVGSCSP cannot be traced (ZeroDivisionError; it pruned before 1733770..d952674): kept whole",
-    "yolov7-tiny-gsconv": "the channel shuffle is not followed: the forward pass fails after pruning",
-}
+NOT_PRUNED_YET: dict[str, str] = {}
 
 
 def _prune_cases():

@@ -6,12 +6,17 @@ yolov5/yolov7 layer list so that every family is tried on both bases.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn as nn
 
 from yolocompress.models.heads import Detect
 from yolocompress.models.modules import Conv
-from yolocompress.models.registry import register_module
+from yolocompress.models.registry import load_user_modules, register_module
+
+# GSConv and VoVGSCSP exactly as the gallery writes them, with the Torch-Pruning handler GSConv declares
+load_user_modules([Path(__file__).resolve().parents[2] / "examples" / "modules" / "gsconv.py"])
 
 
 class _Bottleneck(nn.Module):

@@ -14,7 +14,8 @@ from .tiny_yolos import IMGSZ, image, one_thread, v5_cfg, v7_cfg
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 ROW = {"v5": 4, "v7": 10}
-PRUNED = ["C2fChunk", "C2fSplit", "FasterNetBlock", "CBAM", "ECA", "BiFPNAdd2", "DecoupledDetect", "MHSA"]
+PRUNED = ["C2fChunk", "C2fSplit", "FasterNetBlock", "CBAM", "ECA", "BiFPNAdd2", "DecoupledDetect", "MHSA", "GSConv",
+          "VoVGSCSP"]
 
 
 @pytest.fixture(autouse=True)
@@ -66,7 +67,9 @@ def test_the_family_is_pruned(module, family, method):
     before = conv_channels(model)
     # Ranked globally, an attention group's scores are averaged over its heads (Torch-Pruning's channel groups),
     # so at this tiny size global group_norm never ranks them lowest; per layer, the heads rule is still followed.
-    scope = False if (module, method) == ("MHSA", "group_norm") else None
+    # A lone GSConv of 16 outputs has 4 choices (its four channel groups); LAMP's per-layer normalisation makes
+    # the lowest of 4 score far above the lowest of 64, so global LAMP leaves it to 1.5x; per layer it goes.
+    scope = False if (module, method) in {("MHSA", "group_norm"), ("GSConv", "lamp")} else None
     out = prune_to_target(model, image(), method, 1.5, imgsz=IMGSZ, max_steps=10, measure=False, guard=guard,
                           global_pruning=scope)
     assert out.reached
@@ -188,6 +191,38 @@ def test_a_bad_heads_declaration_is_one_line():
         declared_heads(wrong(8, 8))
 
 
+def test_a_declared_pruner_follows_the_gsconv_shuffle_exactly():
+    """GSConv's output is a shuffle of cv1 and its depthwise conv; its handler (`register_module(pruner=...)`)
+    prunes the output four channels at a time. Pruned, the block and the conv it feeds compute exactly what the
+    unpruned pair computes with those four input columns of the next conv zeroed: every kept channel is where
+    the next conv expects it."""
+    from yolocompress.models.registry import lookup
+    from yolocompress.prune.graph import out_fn
+    from yolocompress.prune.guard import build_graph, channel_groups
+    torch.manual_seed(0)
+    gs = lookup("GSConv").cls(8, 16, 3, 1)
+    net = torch.nn.Sequential(gs, torch.nn.Conv2d(16, 5, 1))
+    x = torch.rand(2, 8, 12, 12)  # no grad: GSConv is the first layer, its black box still joins the graph
+    assert channel_groups(net) == {gs: 4}
+    dg = build_graph(net, x)
+    removed = [1, 5, 9, 13]  # offset 1 of each quarter: cv1's channels 2 and 3
+    reference = __import__("copy").deepcopy(net).eval()
+    reference[1].weight.data[:, removed] = 0
+    dg.get_pruning_group(gs, out_fn(dg, gs), removed).prune()
+    assert gs.cv1.conv.out_channels == gs.cv2.conv.groups == 6 and net[1].in_channels == 12
+    with torch.no_grad():
+        assert torch.allclose(net.eval()(x), reference(x), atol=1e-6)
+
+
+def test_a_bad_pruner_declaration_is_one_line():
+    from yolocompress.core.errors import ConfigError
+    from yolocompress.models.registry import register_module
+    with pytest.raises(ConfigError, match="pruner must be a Torch-Pruning handler.*get_in_channels"):
+        register_module("BadPruner", pruner=type("P", (), {"prune_out_channels": lambda *a: None,
+                                                          "prune_in_channels": lambda *a: None,
+                                                          "get_out_channels": lambda *a: 1}))
+
+
 def test_the_guard_probe_removes_as_many_channels_as_round_to():
     from yolocompress.prune.guard import _probe_idxs
     assert _probe_idxs(32) == [0, 16, 31]
@@ -195,7 +230,8 @@ def test_the_guard_probe_removes_as_many_channels_as_round_to():
     assert _probe_idxs(8, 8) == [0]
 
 
-PAGCP_FAMILIES = ["C2fChunk", "C2fSplit", "FasterNetBlock", "CBAM", "ECA", "BiFPNAdd2", "DecoupledDetect", "MHSA"]
+PAGCP_FAMILIES = ["C2fChunk", "C2fSplit", "FasterNetBlock", "CBAM", "ECA", "BiFPNAdd2", "DecoupledDetect", "MHSA",
+                  "VoVGSCSP"]
 
 
 @pytest.mark.parametrize("family", ["v5", "v7"])

@@ -36,6 +36,9 @@ class ModuleSpec:
         the graph cannot see), as `{"sub.module.path": head count}`, the count an int or the name of the
         attribute holding it; pruning then removes the same head dimensions from every head, so `c % heads`
         holds and the head count stays.
+    pruner: a Torch-Pruning handler (`prune_out_channels`, `prune_in_channels`, `get_out_channels`,
+        `get_in_channels`, optionally `get_out_channel_groups`) for a module whose inside the graph cannot follow
+        (a channel shuffle, a permutation): the module is traced as one layer and pruned by the handler.
     """
     cls: type
     kind: str
@@ -43,6 +46,7 @@ class ModuleSpec:
     out_channels: Callable[[int, list], int] | None = None
     split_sizes: str | tuple | dict | None = None
     heads: dict | None = None
+    pruner: object | None = None
 
 
 _REGISTRY: dict[str, ModuleSpec] = {}
@@ -50,7 +54,7 @@ _REGISTRY: dict[str, ModuleSpec] = {}
 
 def register_module(name: str | None = None, *, kind: str = "channels", repeats_as_arg: bool = False,
                     out_channels: Callable[[int, list], int] | None = None,
-                    split_sizes: str | tuple | dict | None = None, heads: dict | None = None):
+                    split_sizes: str | tuple | dict | None = None, heads: dict | None = None, pruner=None):
     """Class decorator: make `cls` usable in model yaml files under `name` (default: the class name).
 
     kind "channels" means the first yaml argument is the output channel count (scaled by width_multiple) and the
@@ -58,15 +62,17 @@ def register_module(name: str | None = None, *, kind: str = "channels", repeats_
     `out_channels(c_in, args)` may override the output channel count for any other rule.
     `split_sizes` names the attribute(s) that hold the sizes of a channel split in forward (see ModuleSpec), so
     that pruning can follow the split and rewrite them; `heads` names the layers whose outputs are split into
-    attention heads, and their head counts.
+    attention heads, and their head counts; `pruner` is a Torch-Pruning handler that prunes the whole module
+    (docs/custom-modules.md, "A pruner of your own").
     """
     if kind not in KINDS:
         raise ConfigError(f"register_module: kind must be one of {', '.join(KINDS)}, got {kind!r}")
     _check_split_sizes(split_sizes)
     _check_heads(heads)
+    pruner = _checked_pruner(pruner)
 
     def wrap(cls):
-        _REGISTRY[name or cls.__name__] = ModuleSpec(cls, kind, repeats_as_arg, out_channels, split_sizes, heads)
+        _REGISTRY[name or cls.__name__] = ModuleSpec(cls, kind, repeats_as_arg, out_channels, split_sizes, heads, pruner)
         return cls
 
     return wrap
@@ -89,6 +95,20 @@ def _check_heads(decl) -> None:
     if not ok:
         raise ConfigError(f"register_module: heads must be a dict {{submodule path: head count or the name of the "
                           f"attribute holding it}}, e.g. {{'query': 'heads'}}, got {decl!r}")
+
+
+_PRUNER_METHODS = ("prune_out_channels", "prune_in_channels", "get_out_channels", "get_in_channels")
+
+
+def _checked_pruner(pruner):
+    """The handler instance (a class is instantiated); one that lacks a handler method is refused in one line."""
+    if isinstance(pruner, type):
+        pruner = pruner()
+    missing = [m for m in _PRUNER_METHODS if not callable(getattr(pruner, m, None))]
+    if pruner is not None and missing:
+        raise ConfigError(f"register_module: pruner must be a Torch-Pruning handler (a BasePruningFunc subclass); "
+                          f"{type(pruner).__name__} has no {', '.join(missing)}")
+    return pruner
 
 
 def spec_for_class(cls: type) -> ModuleSpec | None:
@@ -129,6 +149,16 @@ def declared_heads(model: nn.Module) -> dict[nn.Module, int]:
                                   f"not a head count (a positive int)")
             if n > 1:
                 found[layer] = n
+    return found
+
+
+def declared_pruners(model: nn.Module) -> dict[str, object]:
+    """{module path: handler} of every module whose class was registered with its own `pruner=`."""
+    found = {}
+    for name, m in model.named_modules():
+        spec = spec_for_class(type(m))
+        if spec is not None and spec.pruner is not None:
+            found[name] = spec.pruner
     return found
 
 

@@ -40,15 +40,23 @@ def l1_order(dg, group, heads: int = 1) -> list[int]:
 
     With `heads` > 1 (the group holds attention heads of equal width) the order goes by head dimension: the
     same position of every head together, scored by their sum, so any prefix of `heads` x k channels takes
-    k dimensions out of every head and the width stays a multiple of the head count."""
+    k dimensions out of every head and the width stays a multiple of the head count. A group without a filter
+    (its root is a module with its own handler, `register_module(pruner=...)`) is scored by the input columns
+    of the layers it feeds."""
     score = torch.zeros(len(group[0].idxs), dtype=torch.float64)
-    for item in group:
-        layer = item.dep.target.module
-        if isinstance(layer, (nn.modules.conv._ConvNd, nn.Linear)) and dg.is_out_channel_pruning_fn(item.dep.handler):
-            w = layer.weight.detach()
-            w = w.transpose(0, 1) if getattr(layer, "transposed", False) else w
-            norms = w[item.idxs].abs().flatten(1).sum(1).double().cpu()
-            score.index_add_(0, torch.as_tensor(item.root_idxs, dtype=torch.long), norms)
+    for outputs in (True, False):
+        for item in group:
+            layer = item.dep.target.module
+            if isinstance(layer, (nn.modules.conv._ConvNd, nn.Linear)) and \
+                    dg.is_out_channel_pruning_fn(item.dep.handler) == outputs and \
+                    (outputs or getattr(layer, "groups", 1) == 1):
+                w = layer.weight.detach()
+                w = w.transpose(0, 1) if getattr(layer, "transposed", False) else w
+                w = w[item.idxs] if outputs else w[:, item.idxs].transpose(0, 1)  # (channels, ...)
+                norms = w.abs().flatten(1).sum(1).double().cpu()
+                score.index_add_(0, torch.as_tensor(item.root_idxs, dtype=torch.long), norms)
+        if score.any():
+            break
     n = len(score)
     if heads > 1 and n % heads == 0:
         width = n // heads

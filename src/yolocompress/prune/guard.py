@@ -24,7 +24,7 @@ import torch.nn as nn
 import torch_pruning as tp
 
 from ..core.errors import PruningError
-from ..models.registry import declared_heads
+from ..models.registry import declared_heads, declared_pruners
 from .custom_pruners import customized_pruners
 from .graph import group_heads, implicit_parameters, layer_index
 from .methods import get_method
@@ -118,6 +118,8 @@ class _ForwardWithBlackBoxes:
 
         def run(x):
             xs = list(x) if isinstance(x, (list, tuple)) else [x]
+            if not any(t.requires_grad for t in xs):  # the model's first layer: give its output a grad_fn
+                xs = [t.detach().requires_grad_(True) for t in xs]
             out = _BlackBox.apply(forward, isinstance(x, (list, tuple)), *xs)
             layer._blackbox_channels = (xs[0].shape[1] if len(xs) == 1 else None, out.shape[1])
             return out
@@ -130,26 +132,45 @@ def tracing_options(model: nn.Module, opaque=()) -> dict:
     opts = {"unwrapped": implicit_parameters(model)}
     kinds = {type(m) for m in modules.values()}
     custom = {t: p for t, p in customized_pruners().items() if t in kinds}
-    if opaque:
-        custom.update({type(modules[n]): _OpaquePruner() for n in opaque})
-        opts["forward_fn"] = _ForwardWithBlackBoxes(opaque)
+    handled = handled_modules(model, opaque)
+    custom.update({type(modules[n]): p for n, p in handled.items()})
+    custom.update({type(modules[n]): _OpaquePruner() for n in opaque})
+    if opaque or handled:
+        opts["forward_fn"] = _ForwardWithBlackBoxes([*opaque, *handled])
     if custom:
         opts["customized_pruners"] = custom
-    heads = attention_heads(model)
-    if heads:
-        opts["out_channel_groups"] = heads
-    roots = tuple(t for t in customized_pruners() if t in kinds)
-    if roots:  # deformable convs are pruned as roots too (their output channels)
-        opts["root_module_types"] = list(DEFAULT_ROOT_MODULE_TYPES) + list(roots)
+    groups = channel_groups(model, opaque)
+    if groups:
+        opts["out_channel_groups"] = groups
+    roots = tuple(t for t in customized_pruners() if t in kinds) + tuple(type(modules[n]) for n in handled)
+    if roots:  # deformable convs and modules with their own handler are pruned as roots too (their outputs)
+        opts["root_module_types"] = list(DEFAULT_ROOT_MODULE_TYPES) + list(dict.fromkeys(roots))
     return opts
 
 
-def attention_heads(model: nn.Module) -> dict:
-    """Each attention layer with its head count: its width is pruned a head-dimension at a time, in every head
-    at once, so `embed_dim % num_heads` holds (Torch-Pruning's channel groups). nn.MultiheadAttention, and
-    the layers a registered module declares with `heads=` (they split their outputs into heads by a view)."""
-    heads = {m: m.num_heads for m in model.modules() if isinstance(m, nn.MultiheadAttention) and m.num_heads > 1}
-    return {**heads, **declared_heads(model)}  # and the layers users declare (`register_module(heads=...)`)
+def handled_modules(model: nn.Module, opaque=()) -> dict[str, object]:
+    """{path: handler} of the modules registered with their own Torch-Pruning handler (`pruner=`), outermost
+    first, none inside a black box or another handled module: each is traced as one layer and pruned by it."""
+    found: dict[str, object] = {}
+    for name, pruner in declared_pruners(model).items():
+        if not any(name == o or name.startswith(o + ".") for o in [*opaque, *found]):
+            found[name] = pruner
+    return found
+
+
+def channel_groups(model: nn.Module, opaque=()) -> dict:
+    """Layers whose output channels come in equal groups pruned at the same positions at once (Torch-Pruning's
+    channel groups): each attention layer with its head count, so `embed_dim % num_heads` holds
+    (nn.MultiheadAttention, and the layers a registered module declares with `heads=`), and each module with
+    its own handler whose `get_out_channel_groups` says so (e.g. a channel shuffle's interleaved halves)."""
+    groups = {m: m.num_heads for m in model.modules() if isinstance(m, nn.MultiheadAttention) and m.num_heads > 1}
+    groups.update(declared_heads(model))  # and the layers users declare (`register_module(heads=...)`)
+    modules = dict(model.named_modules())
+    for name, pruner in handled_modules(model, opaque).items():
+        count = getattr(pruner, "get_out_channel_groups", lambda _m: 1)(modules[name])
+        if count > 1:
+            groups[modules[name]] = count
+    return groups
 
 
 def build_graph(model: nn.Module, example_inputs, opaque=()) -> tp.DependencyGraph:
@@ -221,7 +242,7 @@ def _trial(model, x, roots: list[str], opaque, ref_shapes, round_to=None) -> str
     except Exception as e:
         return f"dependency graph fails on a copy: {_short(e)}"
     modules = dict(m.named_modules())
-    heads = attention_heads(m)
+    heads = channel_groups(m, opaque)
     try:
         for name in roots:
             root = modules[name]
@@ -389,9 +410,11 @@ def find_unprunable(model: nn.Module, example_inputs, method=None, round_to: int
                                       f"({type(owner).__name__}: 2*k*k + k*k channels fixed by the kernel size); "
                                       "its output channels are kept whole"})
     blackboxes = {dict(model.named_modules())[n] for n in opaque}
+    handled = {n: dict(model.named_modules())[n] for n in handled_modules(model, opaque)}
     excluded = [m for layer in ignored for m in layer.modules()]
     groups = list(dg.get_all_groups(ignored_layers=excluded,
-                                    root_module_types=_CONV + tuple(t for t in customized_pruners())))
+                                    root_module_types=_CONV + tuple(t for t in customized_pruners())
+                                    + tuple(type(m) for m in handled.values())))
     reasons: dict[str, str] = {}
     for group in groups:
         touched = [d.target.module for d, _ in group if d.target.module in blackboxes]
