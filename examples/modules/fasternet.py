@@ -1,9 +1,11 @@
 """FasterNet's partial convolution (PConv) and the C3 variant built from FasterNet blocks (`C3Faster`).
 
 PConv convolves the first `dim // n_div` channels with a 3x3 conv and passes the rest through untouched.
-`PConv` writes it with slices and `torch.cat` (trainable); `PConvInplace` with the in-place write
-`x[:, :c] = conv(x[:, :c])` of FasterNet's inference path: autograd refuses it in training, so it is the
-gallery's known-bad example (yolov5n-fasternet-inplace.yaml) of what not to write.
+`PConv` writes it as FasterNet's training path does (`forward_split_cat`: `torch.split` by the two sizes it
+stores, then `torch.cat`), with the sizes declared (`split_sizes=`) so that pruning rewrites them;
+`PConvInplace` with the in-place write `x[:, :c] = conv(x[:, :c])` of FasterNet's inference path: autograd
+refuses it in training, so it is the gallery's known-bad example (yolov5n-fasternet-inplace.yaml) of what not
+to write.
 """
 import torch
 import torch.nn as nn
@@ -12,15 +14,17 @@ from yolocompress.models.modules import Conv
 from yolocompress.models.registry import register_module
 
 
-@register_module(kind="same")
+@register_module(kind="same", split_sizes=("dim_conv3", "dim_untouched"))
 class PConv(nn.Module):
     def __init__(self, dim, n_div=4):
         super().__init__()
         self.dim_conv3 = dim // n_div
+        self.dim_untouched = dim - self.dim_conv3
         self.partial_conv3 = nn.Conv2d(self.dim_conv3, self.dim_conv3, 3, 1, 1, bias=False)
 
     def forward(self, x):
-        return torch.cat((self.partial_conv3(x[:, :self.dim_conv3]), x[:, self.dim_conv3:]), 1)
+        x1, x2 = torch.split(x, [self.dim_conv3, self.dim_untouched], dim=1)
+        return torch.cat((self.partial_conv3(x1), x2), 1)
 
 
 @register_module(kind="same")

@@ -40,7 +40,7 @@ class TransformerBlock(nn.Module):
         return self.tr(p + self.linear(p)).permute(1, 2, 0).reshape(b, self.c2, w, h)
 
 
-@register_module(repeats_as_arg=True)
+@register_module(repeats_as_arg=True, widths={"m.c2": "m.linear"})  # forward reshapes to (b, self.c2, w, h)
 class C3TR(nn.Module):
     def __init__(self, c1, c2, n=1, shortcut=True, e=0.5):
         super().__init__()

@@ -110,6 +110,18 @@ def test_nan_loss_stops_cleanly_naming_the_component(demo_data, tmp_path):
     assert read_checkpoint(last)["train_state"]["epoch"] == 0
 
 
+def test_a_module_autograd_refuses_is_one_error_line_naming_the_layer(demo_data, tmp_path):
+    """FasterNet's in-place slice write fails in the first backward pass; training stops with one line that
+    names the layer and what to write instead, not autograd's traceback."""
+    from ..prune import community
+    cfg = community.place(tiny_config(), "v5", "FasterNetSlicingBlock")
+    with pytest.raises(TrainingError) as e:
+        train(_opts(demo_data, tmp_path, epochs=1), cfg=cfg)
+    text = str(e.value)
+    assert "\n" not in text and text.startswith("training: layer 4 (FasterNetSlicingBlock) fails in the backward")
+    assert "in-place write into a slice" in text and "torch.cat instead" in text
+
+
 def test_loss_terms_are_logged_with_their_share(demo_data, tmp_path):
     class Const(Callback):
         def loss_terms(self, trainer, out):

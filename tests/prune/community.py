@@ -16,7 +16,8 @@ from yolocompress.models.modules import Conv
 from yolocompress.models.registry import load_user_modules, register_module
 
 # GSConv and VoVGSCSP exactly as the gallery writes them, with the Torch-Pruning handler GSConv declares
-load_user_modules([Path(__file__).resolve().parents[2] / "examples" / "modules" / "gsconv.py"])
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "modules"
+load_user_modules([EXAMPLES / "gsconv.py"])
 
 
 class _Bottleneck(nn.Module):

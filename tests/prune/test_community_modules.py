@@ -143,7 +143,7 @@ def test_a_module_that_breaks_after_pruning_is_one_error_line(monkeypatch):
     assert out.reached
     block = model.model[4]
     block.cv2.conv = torch.nn.Conv2d(48, block.cv2.conv.out_channels, 1, bias=False)  # 48: the unpruned count
-    from yolocompress.prune.runcheck import check_runs
+    from yolocompress.models.runcheck import check_runs
     with pytest.raises(PruningError, match=r"after pruning: layer 4 \(C2fChunk\) fails in the forward pass"):
         check_runs(model, image(), "after pruning")
 
@@ -212,6 +212,31 @@ def test_a_declared_pruner_follows_the_gsconv_shuffle_exactly():
     assert gs.cv1.conv.out_channels == gs.cv2.conv.groups == 6 and net[1].in_channels == 12
     with torch.no_grad():
         assert torch.allclose(net.eval()(x), reference(x), atol=1e-6)
+
+
+def test_a_declared_width_follows_its_layer_through_pruning_and_a_reload(tmp_path):
+    """yolov5's C3TR reshapes to `(b, self.c2, w, h)`; declared `widths={"m.c2": "m.linear"}`, the stored width
+    follows the pruned linear layer (it broke the forward pass before), also in the reloaded checkpoint."""
+    from yolocompress.models.registry import load_user_modules
+    load_user_modules([community.EXAMPLES / "transformer.py"])
+    model = build("v5", "C3TR")
+    block = model.model[ROW["v5"]]
+    width = block.m.c2
+    out = prune_to_target(model, image(), "lamp", 1.5, imgsz=IMGSZ, max_steps=10, measure=False,
+                          global_pruning=False)
+    assert out.reached and out.skipped == []
+    model.eval()(image(2))
+    assert block.m.c2 == block.m.linear.out_features < width
+    loaded = load_model(save_checkpoint(tmp_path / "m.pt", model))[0].eval()
+    with torch.no_grad():
+        assert torch.equal(loaded(image(2))[0], model(image(2))[0])
+
+
+def test_a_bad_widths_declaration_is_one_line():
+    from yolocompress.core.errors import ConfigError
+    from yolocompress.models.registry import register_module
+    with pytest.raises(ConfigError, match="widths must be a dict"):
+        register_module("BadWidths", widths=["c2"])
 
 
 def test_a_bad_pruner_declaration_is_one_line():

@@ -292,20 +292,25 @@ class Trainer:
                 if ni <= nw:
                     self._warmup(ni, nw, epoch)
                     self.accumulate = max(1, int(np.interp(ni, [0, nw], [1, opts.nbs / opts.batch_size]).round()))
-                with torch.autocast(self.device.type, enabled=self.amp):
-                    out = self.model(imgs, capture=self.capture) if self.capture else self.model(imgs)
-                    raw, feats = (out if self.capture else (out, {}))
-                    loss, items = self.loss_fn(raw, targets.to(self.device))
-                    step = StepOutputs(imgs, targets, raw, feats, epoch, ni, total_iters)
-                    terms = {}
-                    for cb in self.callbacks:
-                        terms.update(cb.loss_terms(self, step))
-                self._check_finite(loss, items, terms, epoch, i)
-                for v in terms.values():
-                    loss = loss + v.float() * imgs.shape[0]
-                if self.world > 1:
-                    loss = loss * self.world
-                self.scaler.scale(loss).backward()
+                try:
+                    with torch.autocast(self.device.type, enabled=self.amp):
+                        out = self.model(imgs, capture=self.capture) if self.capture else self.model(imgs)
+                        raw, feats = (out if self.capture else (out, {}))
+                        loss, items = self.loss_fn(raw, targets.to(self.device))
+                        step = StepOutputs(imgs, targets, raw, feats, epoch, ni, total_iters)
+                        terms = {}
+                        for cb in self.callbacks:
+                            terms.update(cb.loss_terms(self, step))
+                    self._check_finite(loss, items, terms, epoch, i)
+                    for v in terms.values():
+                        loss = loss + v.float() * imgs.shape[0]
+                    if self.world > 1:
+                        loss = loss * self.world
+                    self.scaler.scale(loss).backward()
+                except RuntimeError as e:
+                    if i or epoch != self.start_epoch:  # the model ran before: not its structure
+                        raise
+                    self._explain_first_step(imgs, e)
                 if ni - last_opt_step >= self.accumulate:
                     self._optimizer_step()
                     last_opt_step = self.last_opt_step = ni
@@ -393,6 +398,14 @@ class Trainer:
         self.optimizer.zero_grad()
         if self.ema is not None:
             self.ema.update(self.model)
+
+    def _explain_first_step(self, imgs, error: RuntimeError):
+        """The first step failed inside a module (an in-place write autograd refuses, a hard-coded channel
+        count): one error line naming the layer and what to change, not a traceback from deep in autograd."""
+        from ..models.runcheck import check_runs
+        check_runs(unwrap(self.model), imgs[:1].float(), "training", TrainingError)
+        raise TrainingError(f"training: the first step fails ({type(error).__name__}: "
+                            f"{str(error).strip().splitlines()[0][:200]})") from error
 
     def _check_finite(self, loss, items, terms, epoch, i):
         if torch.isfinite(loss) and all(torch.isfinite(v) for v in terms.values()):

@@ -20,7 +20,7 @@ import yaml
 
 from ..core.errors import ConfigError
 from . import heads, modules  # noqa: F401  (registers the built-in modules)
-from .registry import lookup, registered_names
+from .registry import attach_width_hooks, lookup, registered_names
 
 REQUIRED_KEYS = ("nc", "depth_multiple", "width_multiple", "anchors", "backbone", "head")
 _ACTIVATIONS = {name: getattr(nn, name) for name in
@@ -225,6 +225,7 @@ class Model(nn.Module):
         if nc is not None and nc != self.yaml.get("nc"):
             self.yaml["nc"] = nc
         self.model, self.save = parse_model(copy.deepcopy(self.yaml), ch)
+        attach_width_hooks(self)  # declared width attributes follow their layers (pruning, reloads)
         self.names = list(names) if names else [str(i) for i in range(self.yaml["nc"])]
         head = self.head
         if not hasattr(head, "set_strides"):

@@ -30,7 +30,7 @@ class ClassCountError(CheckpointError):
 
 
 def layer_structure(model: nn.Module) -> dict:
-    """The shape-defining attributes of every conv and norm layer, by module path."""
+    """The shape-defining attributes of every conv, linear, attention and norm layer, by module path."""
     out = {}
     for name, m in model.named_modules():
         if isinstance(m, nn.Conv2d):
@@ -40,6 +40,11 @@ def layer_structure(model: nn.Module) -> dict:
             out[name] = {"type": "BatchNorm2d", "num_features": m.num_features}
         elif isinstance(m, nn.Linear):
             out[name] = {"type": "Linear", "in_features": m.in_features, "out_features": m.out_features}
+        elif isinstance(m, nn.MultiheadAttention):  # pruned a head dimension at a time: the head count stays
+            out[name] = {"type": "MultiheadAttention", "embed_dim": m.embed_dim, "kdim": m.kdim, "vdim": m.vdim,
+                         "head_dim": m.head_dim, "num_heads": m.num_heads}
+        elif isinstance(m, nn.LayerNorm):
+            out[name] = {"type": "LayerNorm", "normalized_shape": list(m.normalized_shape)}
     for name, attrs in declared_attributes(model).items():  # split sizes pruning rewrote (register_module)
         out.setdefault(name, {}).update(attrs)
     return out

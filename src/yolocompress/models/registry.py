@@ -36,6 +36,9 @@ class ModuleSpec:
         the graph cannot see), as `{"sub.module.path": head count}`, the count an int or the name of the
         attribute holding it; pruning then removes the same head dimensions from every head, so `c % heads`
         holds and the head count stays.
+    widths: attributes that hold a layer's width and are read in forward (`reshape(b, self.c2, w, h)`), as
+        `{"attr.path": "layer.path"}`: before every forward the attribute is set to that layer's output width
+        (`out_channels`/`out_features`), so it follows pruning and a reload.
     pruner: a Torch-Pruning handler (`prune_out_channels`, `prune_in_channels`, `get_out_channels`,
         `get_in_channels`, optionally `get_out_channel_groups`) for a module whose inside the graph cannot follow
         (a channel shuffle, a permutation): the module is traced as one layer and pruned by the handler.
@@ -47,6 +50,7 @@ class ModuleSpec:
     split_sizes: str | tuple | dict | None = None
     heads: dict | None = None
     pruner: object | None = None
+    widths: dict | None = None
 
 
 _REGISTRY: dict[str, ModuleSpec] = {}
@@ -54,7 +58,8 @@ _REGISTRY: dict[str, ModuleSpec] = {}
 
 def register_module(name: str | None = None, *, kind: str = "channels", repeats_as_arg: bool = False,
                     out_channels: Callable[[int, list], int] | None = None,
-                    split_sizes: str | tuple | dict | None = None, heads: dict | None = None, pruner=None):
+                    split_sizes: str | tuple | dict | None = None, heads: dict | None = None, pruner=None,
+                    widths: dict | None = None):
     """Class decorator: make `cls` usable in model yaml files under `name` (default: the class name).
 
     kind "channels" means the first yaml argument is the output channel count (scaled by width_multiple) and the
@@ -63,16 +68,22 @@ def register_module(name: str | None = None, *, kind: str = "channels", repeats_
     `split_sizes` names the attribute(s) that hold the sizes of a channel split in forward (see ModuleSpec), so
     that pruning can follow the split and rewrite them; `heads` names the layers whose outputs are split into
     attention heads, and their head counts; `pruner` is a Torch-Pruning handler that prunes the whole module
-    (docs/custom-modules.md, "A pruner of your own").
+    (docs/custom-modules.md, "A pruner of your own"); `widths` names attributes that must follow a layer's
+    width.
     """
     if kind not in KINDS:
         raise ConfigError(f"register_module: kind must be one of {', '.join(KINDS)}, got {kind!r}")
     _check_split_sizes(split_sizes)
     _check_heads(heads)
     pruner = _checked_pruner(pruner)
+    if widths is not None and not (isinstance(widths, dict) and widths and all(
+            isinstance(k, str) and k and isinstance(v, str) and v for k, v in widths.items())):
+        raise ConfigError(f"register_module: widths must be a dict {{attribute path: layer path}}, e.g. "
+                          f"{{'m.c2': 'm.linear'}}, got {widths!r}")
 
     def wrap(cls):
-        _REGISTRY[name or cls.__name__] = ModuleSpec(cls, kind, repeats_as_arg, out_channels, split_sizes, heads, pruner)
+        _REGISTRY[name or cls.__name__] = ModuleSpec(cls, kind, repeats_as_arg, out_channels, split_sizes, heads, pruner,
+                                                   widths)
         return cls
 
     return wrap
@@ -160,6 +171,35 @@ def declared_pruners(model: nn.Module) -> dict[str, object]:
         if spec is not None and spec.pruner is not None:
             found[name] = spec.pruner
     return found
+
+
+def _layer_width(layer: nn.Module) -> int:
+    for name in ("out_channels", "out_features"):
+        if isinstance(getattr(layer, name, None), int):
+            return getattr(layer, name)
+    raise AttributeError(f"{type(layer).__name__} has no out_channels or out_features")
+
+
+def _sync_widths(module: nn.Module, _args) -> None:
+    """Forward pre-hook: each declared width attribute set to its layer's output width now."""
+    for attr, path in spec_for_class(type(module)).widths.items():
+        owner_path, _, name = attr.rpartition(".")
+        try:
+            owner = module.get_submodule(owner_path) if owner_path else module
+            width = _layer_width(module.get_submodule(path))
+        except AttributeError as e:
+            raise ConfigError(f"register_module(widths=...) of {type(module).__name__}: {e}; name an attribute "
+                              f"path and a layer path of the module") from e
+        setattr(owner, name, width)
+
+
+def attach_width_hooks(model: nn.Module) -> None:
+    """Make every module registered with `widths=` refresh those attributes before its forward."""
+    for m in model.modules():
+        spec = spec_for_class(type(m))
+        if spec is not None and spec.widths and not getattr(m, "_widths_hooked", False):
+            m.register_forward_pre_hook(_sync_widths)
+            m._widths_hooked = True
 
 
 def declared_attributes(model: nn.Module) -> dict[str, dict]:

@@ -22,13 +22,14 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 import torch_pruning as tp
+from torch_pruning import ops
 
 from ..core.errors import PruningError
 from ..models.registry import declared_heads, declared_pruners
 from .custom_pruners import customized_pruners
 from .graph import group_heads, implicit_parameters, layer_index
 from .methods import get_method
-from .runcheck import check_runs, hint_for
+from ..models.runcheck import check_runs, hint_for
 from .tp_fixes import DEFAULT_ROOT_MODULE_TYPES, FixedDependencyGraph, prepare_model_for_pruning
 
 LOGGER = logging.getLogger("yolocompress")
@@ -334,6 +335,46 @@ def offset_convs(dg) -> list[tuple[nn.Module, nn.Module]]:
     return found
 
 
+def _picked_channel(node) -> str | None:
+    """`x[:, j]` or `x[:, j:j + 1]` (one channel picked by its position), as the graph node that does it, else None."""
+    fn = node.grad_fn
+    name = type(fn).__name__ if fn is not None else ""
+    dim = getattr(fn, "_saved_dim", None)
+    if name.startswith("SelectBackward") and dim in (1, -3):
+        return f"[:, {fn._saved_index}]"
+    if name.startswith("SliceBackward") and dim == 1:
+        start, end = int(fn._saved_start), int(fn._saved_end)
+        if end - start == 1:
+            return f"[:, {start}:{end}]"
+    return None
+
+
+def position_read_convs(dg) -> list[tuple[nn.Module, str]]:
+    """(layer, how) for each conv or linear layer whose outputs are only read one channel at a time by position,
+    through element-wise ops (LSK's `sig[:, 0]`, `sig[:, 1]`; AFPN's `w[:, j:j + 1]` after a softmax): one
+    channel per branch or input, a count fixed by the module's code, so its outputs stay whole by nature."""
+    found = []
+    for module, node in dg.module2node.items():
+        if not isinstance(module, (nn.modules.conv._ConvNd, nn.Linear)):
+            continue
+        stack, seen, picks, other = list(node.outputs), set(), [], False
+        while stack and not other:
+            n = stack.pop()
+            if id(n) in seen:
+                continue
+            seen.add(id(n))
+            pick = _picked_channel(n)
+            if pick:
+                picks.append(pick)
+            elif n.type == ops.OPTYPE.ELEMENTWISE and len(n.inputs) == 1:  # sigmoid, softmax, activations
+                stack.extend(n.outputs)
+            else:
+                other = True
+        if picks and not other:
+            found.append((module, ", ".join(sorted(set(picks)))))
+    return found
+
+
 def _index_errors(groups, dg) -> dict[str, str]:
     """Groups whose index mapping points past a layer's channels (Torch-Pruning misread a chunk or a cat)."""
     errors = {}
@@ -409,6 +450,14 @@ def find_unprunable(model: nn.Module, example_inputs, method=None, round_to: int
                             "reason": f"its outputs are the offsets and mask of {dg._module2name[owner]} "
                                       f"({type(owner).__name__}: 2*k*k + k*k channels fixed by the kernel size); "
                                       "its output channels are kept whole"})
+    for layer, how in position_read_convs(dg):
+        if not any(layer is m for m in ignored):
+            ignored.append(layer)
+            name = dg._module2name[layer]
+            skipped.append({"layer": layer_index(name), "module": name, "holds": [name],
+                            "reason": f"its {dg.get_out_channels(layer)} outputs are read one by one by position "
+                                      f"({how}): one per branch or input, a count fixed by the module's code; its "
+                                      "output channels are kept whole"})
     blackboxes = {dict(model.named_modules())[n] for n in opaque}
     handled = {n: dict(model.named_modules())[n] for n in handled_modules(model, opaque)}
     excluded = [m for layer in ignored for m in layer.modules()]

@@ -28,7 +28,7 @@ from ..core.stats import Ratio, count_gflops, count_params, interleaved_timings,
 from .guard import Unprunable, find_unprunable
 from .methods import build_pruner, get_method, ranking_scope
 from .options import require_speedup
-from .runcheck import check_runs
+from ..models.runcheck import check_runs
 from .tp_fixes import layer_floor
 
 LOGGER = logging.getLogger("yolocompress")

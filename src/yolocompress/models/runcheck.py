@@ -2,7 +2,8 @@
 
 A user module can break autograd (an in-place write into a slice) or break once pruned (a hard-coded
 channel count). Training would stop with a bare traceback deep in autograd; here the failure becomes one
-`PruningError` line that names the layer index, its module and, when we know it, what to change.
+error line (a `PruningError` before and after pruning, a `TrainingError` in training) that names the layer
+index, its module and, when we know it, what to change.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import copy
 import torch
 import torch.nn as nn
 
-from ..core.errors import PruningError
+from ..core.errors import PruningError, YoloCompressError
 
 _HINTS = (
     ("modified by an inplace operation", "an in-place write into a slice (x[:, :c] = conv(x[:, :c])); "
@@ -110,18 +111,18 @@ def _backward_culprit(model: nn.Module, x) -> nn.Module | None:
     return None
 
 
-def check_runs(model: nn.Module, x, when: str) -> None:
-    """Raise one PruningError line when `model` fails a training forward or backward pass on `x`."""
+def check_runs(model: nn.Module, x, when: str, error: type[YoloCompressError] = PruningError) -> None:
+    """Raise one `error` line when `model` fails a training forward or backward pass on `x`."""
     m = _training_copy(model)
     with torch.enable_grad():
         try:
             out = m(x)
         except Exception as e:
-            raise PruningError(_message(when, _forward_culprit(_training_copy(model), x), "forward", e)) from e
+            raise error(_message(when, _forward_culprit(_training_copy(model), x), "forward", e)) from e
         loss = _scalar(out)
         if loss is None:
             return
         try:
             loss.backward()
         except Exception as e:
-            raise PruningError(_message(when, _backward_culprit(_training_copy(model), x), "backward", e)) from e
+            raise error(_message(when, _backward_culprit(_training_copy(model), x), "backward", e)) from e
