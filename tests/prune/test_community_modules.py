@@ -239,9 +239,50 @@ def test_a_bad_widths_declaration_is_one_line():
         register_module("BadWidths", widths=["c2"])
 
 
+class _SpatialSoftmaxGate(torch.nn.Module):
+    """Gates each channel by its own spatial softmax: output channel c is input channel c."""
+
+    def forward(self, x):
+        b, c, h, w = x.shape
+        return x * x.reshape(b * c, h * w).softmax(-1).reshape(b, c, h, w)
+
+
+class _ChannelStats(torch.nn.Module):
+    """The mean and the max over the channels: 2 outputs whatever the input width (CBAM's spatial input)."""
+
+    def forward(self, x):
+        return torch.cat((x.mean(1, keepdim=True), x.amax(1, keepdim=True)), 1)
+
+
+@pytest.mark.parametrize("declared", ["passes_through", "reduces"])
+def test_built_in_handlers_couple_or_free_the_channels_as_declared(declared):
+    """`pruner="passes_through"`: traced as one layer, its inputs and outputs are one group, so pruning the conv
+    before it prunes the conv after it the same. `pruner="reduces"`: its inputs prune freely, its 2 outputs
+    stay, and the conv after it keeps its inputs."""
+    from yolocompress.models.registry import register_module
+    from yolocompress.prune.graph import out_fn
+    from yolocompress.prune.guard import build_graph
+    cls = type(f"Declared{declared.title()}", (_SpatialSoftmaxGate if declared == "passes_through" else _ChannelStats,),
+               {})
+    register_module(cls.__name__, kind="same", pruner=declared)(cls)
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), cls(), torch.nn.Conv2d(8 if declared == "passes_through" else 2,
+                                                                               4, 1))
+    x = torch.rand(1, 3, 12, 12)
+    dg = build_graph(net, x)
+    group = dg.get_pruning_group(net[0], out_fn(dg, net[0]), [1, 5])
+    assert dg._module2name[group[0].dep.target.module] == "0"
+    group.prune()
+    assert net[0].out_channels == 6
+    assert net[2].in_channels == (6 if declared == "passes_through" else 2)
+    assert net(x).shape[1] == 4
+
+
 def test_a_bad_pruner_declaration_is_one_line():
     from yolocompress.core.errors import ConfigError
     from yolocompress.models.registry import register_module
+    with pytest.raises(ConfigError, match="'copies' is not a built-in handler; use 'passes_through' or 'reduces'"):
+        register_module("BadName", pruner="copies")
     with pytest.raises(ConfigError, match="pruner must be a Torch-Pruning handler.*get_in_channels"):
         register_module("BadPruner", pruner=type("P", (), {"prune_out_channels": lambda *a: None,
                                                           "prune_in_channels": lambda *a: None,

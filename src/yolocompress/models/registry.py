@@ -41,7 +41,9 @@ class ModuleSpec:
         (`out_channels`/`out_features`), so it follows pruning and a reload.
     pruner: a Torch-Pruning handler (`prune_out_channels`, `prune_in_channels`, `get_out_channels`,
         `get_in_channels`, optionally `get_out_channel_groups`) for a module whose inside the graph cannot follow
-        (a channel shuffle, a permutation): the module is traced as one layer and pruned by the handler.
+        (a channel shuffle, a permutation): the module is traced as one layer and pruned by the handler; or
+        "passes_through" (output channel c is input channel c) or "reduces" (its outputs do not depend on
+        which input channels there are), built-in handlers for modules without weights per channel.
     """
     cls: type
     kind: str
@@ -111,8 +113,17 @@ def _check_heads(decl) -> None:
 _PRUNER_METHODS = ("prune_out_channels", "prune_in_channels", "get_out_channels", "get_in_channels")
 
 
+BUILTIN_PRUNERS = ("passes_through", "reduces")  # prune/custom_pruners.py makes their handlers
+
+
 def _checked_pruner(pruner):
-    """The handler instance (a class is instantiated); one that lacks a handler method is refused in one line."""
+    """The handler instance (a class is instantiated) or a built-in's name; one that lacks a handler method,
+    or an unknown name, is refused in one line."""
+    if isinstance(pruner, str):
+        if pruner not in BUILTIN_PRUNERS:
+            raise ConfigError(f"register_module: pruner {pruner!r} is not a built-in handler; use "
+                              f"{' or '.join(map(repr, BUILTIN_PRUNERS))}, or a Torch-Pruning handler class")
+        return pruner
     if isinstance(pruner, type):
         pruner = pruner()
     missing = [m for m in _PRUNER_METHODS if not callable(getattr(pruner, m, None))]

@@ -1,4 +1,6 @@
-"""Torch-Pruning handlers for layers it has none for: torchvision's DeformConv2d (DCNv2).
+"""Torch-Pruning handlers for layers it has none for: torchvision's DeformConv2d (DCNv2), and the two built-in
+handlers a user module can declare instead of writing one (`register_module(pruner="passes_through")` or
+`pruner="reduces"`).
 
 A deformable conv's input and output channels prune like a conv's. Its two other inputs, the offsets
 (2 x offset_groups x k x k channels) and the modulation mask (offset_groups x k x k), are fixed by the kernel
@@ -10,6 +12,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 from torch_pruning.pruner.function import BasePruningFunc
+
+from ..core.errors import PruningError
 
 try:
     from torchvision.ops import DeformConv2d
@@ -47,6 +51,55 @@ class DeformConvPruner(BasePruningFunc):
 
     def get_in_channels(self, layer):
         return layer.in_channels
+
+
+class _TracedWidths(BasePruningFunc):
+    """A black-box module's channel counts, as seen while the graph was traced. Not a root of its own groups:
+    it holds no weights to rank, and its channels are pruned from the layers around it."""
+    ROOT = False
+
+    def get_out_channels(self, layer):
+        return getattr(layer, "_blackbox_channels", (None, None))[1]
+
+    def get_in_channels(self, layer):
+        return getattr(layer, "_blackbox_channels", (None, None))[0]
+
+    def get_in_channel_groups(self, layer):
+        return 1
+
+    def get_out_channel_groups(self, layer):
+        return 1
+
+
+class PassesThrough(_TracedWidths):
+    """A module whose output channel c is its input channel c (any per-position work, no weight per channel):
+    its inputs and outputs are one group, and pruning one removes the same channels from the other. One function
+    for both sides is how Torch-Pruning couples them."""
+
+    def prune_out_channels(self, layer, idxs):
+        return layer
+
+    prune_in_channels = prune_out_channels
+
+
+class Reduces(_TracedWidths):
+    """A module that reduces over its input channels to a count fixed by its code (a channel mean, a pooled
+    descriptor): its inputs prune freely, its outputs are kept whole."""
+
+    def prune_in_channels(self, layer, idxs):
+        return layer
+
+    def prune_out_channels(self, layer, idxs):
+        raise PruningError(f"{type(layer).__name__} reduces over its input channels: its output channels are "
+                           "fixed by its code and kept whole")
+
+
+BUILTIN_HANDLERS = {"passes_through": PassesThrough, "reduces": Reduces}
+
+
+def handler_for(declared):
+    """The handler object of a `register_module(pruner=...)` declaration (a built-in name or the user's)."""
+    return BUILTIN_HANDLERS[declared]() if isinstance(declared, str) else declared
 
 
 def customized_pruners() -> dict:

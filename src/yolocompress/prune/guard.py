@@ -26,7 +26,7 @@ from torch_pruning import ops
 
 from ..core.errors import PruningError
 from ..models.registry import declared_heads, declared_pruners
-from .custom_pruners import customized_pruners
+from .custom_pruners import customized_pruners, handler_for
 from .graph import group_heads, implicit_parameters, layer_index
 from .methods import get_method
 from ..models.runcheck import check_runs, hint_for
@@ -143,7 +143,7 @@ def tracing_options(model: nn.Module, opaque=()) -> dict:
     groups = channel_groups(model, opaque)
     if groups:
         opts["out_channel_groups"] = groups
-    roots = tuple(t for t in customized_pruners() if t in kinds) + tuple(type(modules[n]) for n in handled)
+    roots = tuple(t for t in customized_pruners() if t in kinds) + handled_roots(model, opaque)
     if roots:  # deformable convs and modules with their own handler are pruned as roots too (their outputs)
         opts["root_module_types"] = list(DEFAULT_ROOT_MODULE_TYPES) + list(dict.fromkeys(roots))
     return opts
@@ -155,8 +155,15 @@ def handled_modules(model: nn.Module, opaque=()) -> dict[str, object]:
     found: dict[str, object] = {}
     for name, pruner in declared_pruners(model).items():
         if not any(name == o or name.startswith(o + ".") for o in [*opaque, *found]):
-            found[name] = pruner
+            found[name] = handler_for(pruner)
     return found
+
+
+def handled_roots(model: nn.Module, opaque=()) -> tuple[type, ...]:
+    """The module types with a user-written handler, whose output groups are pruned from them (GSConv)."""
+    modules = dict(model.named_modules())
+    return tuple(dict.fromkeys(type(modules[n]) for n, p in handled_modules(model, opaque).items()
+                               if getattr(p, "ROOT", True)))
 
 
 def channel_groups(model: nn.Module, opaque=()) -> dict:
@@ -459,11 +466,10 @@ def find_unprunable(model: nn.Module, example_inputs, method=None, round_to: int
                                       f"({how}): one per branch or input, a count fixed by the module's code; its "
                                       "output channels are kept whole"})
     blackboxes = {dict(model.named_modules())[n] for n in opaque}
-    handled = {n: dict(model.named_modules())[n] for n in handled_modules(model, opaque)}
     excluded = [m for layer in ignored for m in layer.modules()]
     groups = list(dg.get_all_groups(ignored_layers=excluded,
                                     root_module_types=_CONV + tuple(t for t in customized_pruners())
-                                    + tuple(type(m) for m in handled.values())))
+                                    + handled_roots(model, opaque)))
     reasons: dict[str, str] = {}
     for group in groups:
         touched = [d.target.module for d, _ in group if d.target.module in blackboxes]

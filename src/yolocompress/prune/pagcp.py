@@ -33,7 +33,7 @@ from ..core.stats import count_gflops, count_params, measure_latency
 from ..engine.losses import build_loss
 from ..engine.options import TrainOptions, model_stride
 from .graph import first_layer, full_group, group_heads, l1_order, out_fn, owner, pruned_view, subset
-from .guard import build_graph, channel_groups, find_unprunable, handled_modules
+from .guard import build_graph, channel_groups, find_unprunable, handled_roots
 from .options import PagcpOptions, PruneOptions
 from .speedup import PruneOutcome, conv_channels, per_layer_table
 from .tp_fixes import prepare_model_for_pruning
@@ -285,8 +285,8 @@ class _Round:
         modules = dict(self.work.named_modules())
         ignored = [modules[n] for n in self.ignored_names if n in modules] + list(self.work.head.m)
         excluded = [m for layer in ignored for m in layer.modules()]
-        handled = tuple({type(modules[n]) for n in handled_modules(self.work, self.opaque)})
-        groups = self.dg.get_all_groups(ignored_layers=excluded, root_module_types=ROOT_TYPES + handled)
+        groups = self.dg.get_all_groups(ignored_layers=excluded,
+                                        root_module_types=ROOT_TYPES + handled_roots(self.work, self.opaque))
         roots = [g[0].dep.target.module for g in groups]
         return [self.dg._module2name[r] for r in roots if (self.dg.get_out_channels(r) or 0) > 1]
 
