@@ -294,11 +294,12 @@ def _held_layers(group, dg) -> list[str]:
     """The layers with weights a group reaches (the root first), by module path."""
     names = []
     for dep, _ in group:
-        target = dep.target.module
-        if isinstance(target, nn.Module) and any(True for _ in target.parameters(recurse=False)):
-            name = dg._module2name.get(target)
-            if name and name not in names:
-                names.append(name)
+        target, name = dep.target.module, dg._module2name.get(dep.target.module)
+        if not (isinstance(target, nn.Module) and name):
+            continue
+        inner = [n for n, m in target.named_modules(prefix=name)  # a module traced as one layer: its insides
+                 if any(True for _ in m.parameters(recurse=False))]
+        names += [n for n in inner if n not in names]
     return names
 
 
