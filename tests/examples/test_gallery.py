@@ -106,3 +106,15 @@ def test_known_bad_module_fails_in_training(entry, gallery_registry):
     model = gallery.build(entry)
     with pytest.raises((RuntimeError, YoloCompressError), match="inplace|in-place"):
         gallery.train_step(model)
+
+
+@pytest.mark.parametrize("entry_id, kept", [("yolov5n-lsk", "conv_squeeze"), ("yolov5n-afpn", "weight_levels")])
+def test_one_channel_per_branch_layers_are_kept_whole_by_nature(entry_id, kept, gallery_registry):
+    """LSK's selection conv (read as sig[:, 0], sig[:, 1]) and AFPN's level weights (w[:, j:j + 1]) have one
+    output per branch: the guard keeps exactly those outputs whole, says why, and nothing else of the family."""
+    from yolocompress.prune.guard import find_unprunable
+    entry = next(e for e in GALLERY if e.id == entry_id)
+    model = gallery.build(entry)
+    guard = find_unprunable(model, torch.rand(1, 3, IMGSZ, IMGSZ), "lamp")
+    assert guard.skipped and all(s["module"].endswith(kept) and s["holds"] == [s["module"]] for s in guard.skipped)
+    assert all("read one by one by position" in s["reason"] for s in guard.skipped)

@@ -53,7 +53,7 @@ class DeformConvPruner(BasePruningFunc):
         return layer.in_channels
 
 
-class _TracedWidths(BasePruningFunc):
+class TracedWidths(BasePruningFunc):
     """A black-box module's channel counts, as seen while the graph was traced. Not a root of its own groups:
     it holds no weights to rank, and its channels are pruned from the layers around it."""
     ROOT = False
@@ -71,7 +71,7 @@ class _TracedWidths(BasePruningFunc):
         return 1
 
 
-class PassesThrough(_TracedWidths):
+class PassesThrough(TracedWidths):
     """A module whose output channel c is its input channel c (any per-position work, no weight per channel):
     its inputs and outputs are one group, and pruning one removes the same channels from the other. One function
     for both sides is how Torch-Pruning couples them."""
@@ -82,7 +82,7 @@ class PassesThrough(_TracedWidths):
     prune_in_channels = prune_out_channels
 
 
-class Reduces(_TracedWidths):
+class Reduces(TracedWidths):
     """A module that reduces over its input channels to a count fixed by its code (a channel mean, a pooled
     descriptor): its inputs prune freely, its outputs are kept whole."""
 

@@ -26,10 +26,10 @@ from torch_pruning import ops
 
 from ..core.errors import PruningError
 from ..models.registry import declared_heads, declared_pruners
-from .custom_pruners import customized_pruners, handler_for
+from ..models.runcheck import check_runs, hint_for
+from .custom_pruners import TracedWidths, customized_pruners, handler_for
 from .graph import group_heads, implicit_parameters, layer_index
 from .methods import get_method
-from ..models.runcheck import check_runs, hint_for
 from .tp_fixes import DEFAULT_ROOT_MODULE_TYPES, FixedDependencyGraph, prepare_model_for_pruning
 
 LOGGER = logging.getLogger("yolocompress")
@@ -73,7 +73,7 @@ class _BlackBox(torch.autograd.Function):
         return (None,) * len(ctx.needs_input_grad)
 
 
-class _OpaquePruner(tp.pruner.function.BasePruningFunc):
+class _OpaquePruner(TracedWidths):
     """Torch-Pruning handler for a black-box layer. Any pruning that reaches it fails, so the guard skips
     the group. The channel counts are the ones seen while tracing."""
 
@@ -82,18 +82,6 @@ class _OpaquePruner(tp.pruner.function.BasePruningFunc):
 
     def prune_in_channels(self, layer, idxs):  # a distinct function: TP couples in and out when they are one
         raise PruningError(f"{type(layer).__name__} is kept whole: its input channels cannot be pruned")
-
-    def get_out_channels(self, layer):
-        return getattr(layer, "_blackbox_channels", (None, None))[1]
-
-    def get_in_channels(self, layer):
-        return getattr(layer, "_blackbox_channels", (None, None))[0]
-
-    def get_in_channel_groups(self, layer):
-        return 1
-
-    def get_out_channel_groups(self, layer):
-        return 1
 
 
 class _ForwardWithBlackBoxes:
@@ -170,7 +158,7 @@ def channel_groups(model: nn.Module, opaque=()) -> dict:
     """Layers whose output channels come in equal groups pruned at the same positions at once (Torch-Pruning's
     channel groups): each attention layer with its head count, so `embed_dim % num_heads` holds
     (nn.MultiheadAttention, and the layers a registered module declares with `heads=`), and each module with
-    its own handler whose `get_out_channel_groups` says so (e.g. a channel shuffle's interleaved halves)."""
+    its own handler whose `get_out_channel_groups` says so (GSConv's shuffled output: four quarters)."""
     groups = {m: m.num_heads for m in model.modules() if isinstance(m, nn.MultiheadAttention) and m.num_heads > 1}
     groups.update(declared_heads(model))  # and the layers users declare (`register_module(heads=...)`)
     modules = dict(model.named_modules())
@@ -450,22 +438,16 @@ def find_unprunable(model: nn.Module, example_inputs, method=None, round_to: int
             raise PruningError(f"Torch-Pruning cannot trace the model even with layers {', '.join(opaque)} kept "
                                f"whole ({_short(e)}); report the model yaml") from e
     ignored += [c for c in prediction_convs(model, dg) if not any(c is m for m in ignored)]
-    for conv, owner in offset_convs(dg):
-        if not any(conv is m for m in ignored):
-            ignored.append(conv)
-            name = dg._module2name[conv]
-            skipped.append({"layer": layer_index(name), "module": name, "holds": [name],
-                            "reason": f"its outputs are the offsets and mask of {dg._module2name[owner]} "
-                                      f"({type(owner).__name__}: 2*k*k + k*k channels fixed by the kernel size); "
-                                      "its output channels are kept whole"})
-    for layer, how in position_read_convs(dg):
+    fixed = [(conv, f"its outputs are the offsets and mask of {dg._module2name[owner]} ({type(owner).__name__}: "
+                    "2*k*k + k*k channels fixed by the kernel size)") for conv, owner in offset_convs(dg)]
+    fixed += [(layer, f"its {dg.get_out_channels(layer)} outputs are read one by one by position ({how}): one per "
+                      "branch or input, a count fixed by the module's code") for layer, how in position_read_convs(dg)]
+    for layer, why in fixed:  # outputs whole by nature: the layer is kept, its inputs still prune
         if not any(layer is m for m in ignored):
             ignored.append(layer)
             name = dg._module2name[layer]
             skipped.append({"layer": layer_index(name), "module": name, "holds": [name],
-                            "reason": f"its {dg.get_out_channels(layer)} outputs are read one by one by position "
-                                      f"({how}): one per branch or input, a count fixed by the module's code; its "
-                                      "output channels are kept whole"})
+                            "reason": f"{why}; its output channels are kept whole"})
     blackboxes = {dict(model.named_modules())[n] for n in opaque}
     excluded = [m for layer in ignored for m in layer.modules()]
     groups = list(dg.get_all_groups(ignored_layers=excluded,
