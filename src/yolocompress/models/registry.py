@@ -5,6 +5,7 @@ like a built-in one (the idea of timm's model registry).
 """
 from __future__ import annotations
 
+import functools
 import importlib.util
 import sys
 from dataclasses import dataclass
@@ -191,9 +192,9 @@ def _layer_width(layer: nn.Module) -> int:
     raise AttributeError(f"{type(layer).__name__} has no out_channels or out_features")
 
 
-def _sync_widths(module: nn.Module, _args) -> None:
+def _sync_widths(widths: dict, module: nn.Module, _args) -> None:
     """Forward pre-hook: each declared width attribute set to its layer's output width now."""
-    for attr, path in spec_for_class(type(module)).widths.items():
+    for attr, path in widths.items():
         owner_path, _, name = attr.rpartition(".")
         try:
             owner = module.get_submodule(owner_path) if owner_path else module
@@ -209,7 +210,7 @@ def attach_width_hooks(model: nn.Module) -> None:
     for m in model.modules():
         spec = spec_for_class(type(m))
         if spec is not None and spec.widths and not getattr(m, "_widths_hooked", False):
-            m.register_forward_pre_hook(_sync_widths)
+            m.register_forward_pre_hook(functools.partial(_sync_widths, dict(spec.widths)))  # kept with the module
             m._widths_hooked = True
 
 
