@@ -111,8 +111,8 @@ class Pruned:
 def prune(model: Model, method: str, speedup: float = 2.0, max_steps: int = 15, family=()) -> Pruned:
     """The method's loop as the prune command runs it (GFLOPs metric) on a tiny model. Torch-Pruning methods:
     `prune_to_target`, in place. PAGCP: its guard, then `pagcp_prune` on one random calibration batch in one
-    round with coarse rates; to keep it fast, only the groups that hold a layer of `family` (layer indices) are
-    scanned (every other conv is ignored), to `speedup` or the end of the round."""
+    round with coarse rates; to keep it fast, only the convs of the `family` layers (indices) and of the layers
+    that feed them are candidates (every other conv is ignored), to `speedup` or the end of the round."""
     example = torch.rand(1, 3, IMGSZ, IMGSZ, generator=torch.Generator().manual_seed(3))
     if method != "pagcp":
         from yolocompress.prune.speedup import prune_to_target
@@ -122,23 +122,16 @@ def prune(model: Model, method: str, speedup: float = 2.0, max_steps: int = 15, 
     g = torch.Generator().manual_seed(4)
     batches = [(torch.rand(2, 3, IMGSZ, IMGSZ, generator=g), targets(2))]
     ignored, skipped, opaque = pagcp._guard(model, example)
-    ignored += [m for m in _convs_outside(model, example, family, opaque) if not any(m is i for i in ignored)]
+    ignored += [m for m in _convs_outside(model, family) if not any(m is i for i in ignored)]
     res = pagcp.pagcp_prune(model, batches, build_loss(model, Hyp.default_for(model.yaml), IMGSZ), speedup=speedup,
                             imgsz=IMGSZ, initial_rate=0.3, initial_thres=50.0, rounds=1, ignored_layers=ignored,
                             opaque=opaque, progress=lambda *_: None)
     return Pruned(res.model, res.gflops_ratio > 1.0, f"{res.gflops_ratio:.2f}x GFLOPs", skipped)
 
 
-def _convs_outside(model: Model, example, family, opaque) -> list[nn.Module]:
-    """The convolutions whose groups hold no layer of the `family` layers."""
-    from yolocompress.prune.graph import full_group
-    from yolocompress.prune.guard import build_graph
-    dg = build_graph(model, example, opaque)
-    prefixes = tuple(f"model.{i}." for i in family)
-    out = []
-    for name, m in model.named_modules():
-        if isinstance(m, nn.Conv2d) and m in dg.module2node:
-            held = [dg._module2name.get(item.dep.target.module, "") for item in full_group(dg, m)]
-            if not any(h.startswith(prefixes) for h in held):
-                out.append(m)
-    return out
+def _convs_outside(model: Model, family) -> list[nn.Module]:
+    """The convolutions neither in the `family` layers nor in the layers that feed them (a group rooted just
+    before a block holds its input side: an attention's residual, ECA's neighbour)."""
+    from yolocompress.models.layers import input_layers
+    keep = tuple(f"model.{i}." for i in sorted(set(family) | set(input_layers(model, list(family)))))
+    return [m for n, m in model.named_modules() if isinstance(m, nn.Conv2d) and not n.startswith(keep)]

@@ -20,6 +20,9 @@ WORKING = [e for e in GALLERY if e.family not in KNOWN_BAD]
 # Gallery models whose own channels do not prune yet on this code, with what happens (docs/custom-modules.md's
 # table). Strict: a fix makes the test pass and fail as XPASS, so that the entry is removed here.
 NOT_PRUNED_YET: dict[str, str] = {}
+# (entry, method) pairs that do not prune yet, with what happens; strict like the above.
+METHOD_NOT_YET = {("yolov5n-transformer", "pagcp"): "PAGCP's reversible trial view of a group does not shrink "
+                  "nn.MultiheadAttention with its Linear neighbours: the trial forward fails (mat1 and mat2 shapes)"}
 
 
 def _prune_cases():
@@ -29,9 +32,9 @@ def _prune_cases():
     for e in WORKING:
         first.setdefault(e.family, e)
     for e in WORKING:
-        reason = NOT_PRUNED_YET.get(e.id)
-        marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
         for method in PRUNE_METHODS + (("pagcp",) if first[e.family] is e else ()):
+            reason = NOT_PRUNED_YET.get(e.id) or METHOD_NOT_YET.get((e.id, method))
+            marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
             yield pytest.param(e, method, id=f"{e.id}-{method}", marks=marks)
 
 

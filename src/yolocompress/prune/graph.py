@@ -47,7 +47,7 @@ def l1_order(dg, group, heads: int = 1) -> list[int]:
     for outputs in (True, False):
         for item in group:
             layer = item.dep.target.module
-            if isinstance(layer, (nn.modules.conv._ConvNd, nn.Linear)) and \
+            if isinstance(getattr(layer, "weight", None), torch.Tensor) and layer.weight.dim() >= 2 and \
                     dg.is_out_channel_pruning_fn(item.dep.handler) == outputs and \
                     (outputs or getattr(layer, "groups", 1) == 1):
                 w = layer.weight.detach()

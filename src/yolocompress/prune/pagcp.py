@@ -33,6 +33,7 @@ from ..core.stats import count_gflops, count_params, measure_latency
 from ..engine.losses import build_loss
 from ..engine.options import TrainOptions, model_stride
 from .graph import first_layer, full_group, group_heads, l1_order, out_fn, owner, pruned_view, subset
+from .custom_pruners import customized_pruners
 from .guard import build_graph, channel_groups, find_unprunable, handled_roots
 from .options import PagcpOptions, PruneOptions
 from .speedup import PruneOutcome, conv_channels, per_layer_table
@@ -43,7 +44,7 @@ LOGGER = logging.getLogger("yolocompress")
 COMPONENTS = ("box", "obj", "cls")
 GRID_STEPS = 20  # trial ratios k/20: 0.05, 0.10, ... 0.95
 PROBE_RATIO = 0.3  # share of a group pruned to measure its FLOPs contribution (visit order)
-ROOT_TYPES = (ops.TORCH_CONV, ops.TORCH_LINEAR)
+ROOT_TYPES = (ops.TORCH_CONV, ops.TORCH_LINEAR) + tuple(customized_pruners())  # and deformable convs
 
 
 # ---- options and results ----------------------------------------------------------------------------------
