@@ -21,8 +21,7 @@ WORKING = [e for e in GALLERY if e.family not in KNOWN_BAD]
 # table). Strict: a fix makes the test pass and fail as XPASS, so that the entry is removed here.
 NOT_PRUNED_YET: dict[str, str] = {}
 # (entry, method) pairs that do not prune yet, with what happens; strict like the above.
-METHOD_NOT_YET = {("yolov5n-transformer", "pagcp"): "PAGCP's reversible trial view of a group does not shrink "
-                  "nn.MultiheadAttention with its Linear neighbours: the trial forward fails (mat1 and mat2 shapes)"}
+METHOD_NOT_YET: dict[tuple[str, str], str] = {}
 
 
 def _prune_cases():

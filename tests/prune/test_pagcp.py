@@ -335,3 +335,29 @@ def test_round_to_keeps_every_pruned_layer_a_multiple():
     changed = [n for n in before if after[n] != before[n]]
     assert changed and all(after[n] % 4 == 0 for n in changed)
     assert pruned_counts(20, 8) == [4, 12] and pruned_counts(8, 8) == [] and pruned_counts(20)[0] == 1
+
+
+def test_the_trial_view_puts_back_the_children_a_handler_prunes():
+    """Torch-Pruning prunes nn.MultiheadAttention's out_proj (a child module) inside the attention's handler;
+    PAGCP's reversible view must put it back too, or the next forward pass fails (it did on C3TR)."""
+    from yolocompress.prune.graph import full_group, pruned_view, subset
+    from yolocompress.prune.guard import build_graph
+
+    class Attn(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.q, self.ma = torch.nn.Linear(8, 8), torch.nn.MultiheadAttention(8, 2)
+
+        def forward(self, x):
+            q = self.q(x)
+            return self.ma(q, q, q)[0] + q
+
+    net = Attn()
+    x = torch.rand(5, 1, 8)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    dg = build_graph(net, x)
+    group = full_group(dg, net.q)
+    with pruned_view(dg, subset(group, [0, 4])):
+        assert net.ma.out_proj.weight.shape[0] == 6
+    assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())
+    net(x)

@@ -108,10 +108,10 @@ def pruned_view(dg, items):
                 found = owner(dg, dep.target)
                 if found is None:
                     continue
-                mod = found[1]
-                if id(mod) not in saved:
-                    saved[id(mod)] = (mod, {**mod.__dict__, "_parameters": copy.copy(mod._parameters),
-                                            "_buffers": copy.copy(mod._buffers)})
+                for sub in found[1].modules():  # and its children: MultiheadAttention prunes its out_proj
+                    if id(sub) not in saved:
+                        saved[id(sub)] = (sub, {**sub.__dict__, "_parameters": copy.copy(sub._parameters),
+                                                "_buffers": copy.copy(sub._buffers)})
                 if dep.target.type == ops.OPTYPE.PARAMETER:
                     leaf = dg._param_to_name[dep.target.module].rpartition(".")[2]
                     setattr(mod, leaf, dep(idxs))
