@@ -108,7 +108,8 @@ class Pruned:
     skipped: list
 
 
-def prune(model: Model, method: str, speedup: float = 2.0, max_steps: int = 15, family=()) -> Pruned:
+def prune(model: Model, method: str, speedup: float = 2.0, max_steps: int = 15, family=(),
+          global_pruning: bool | None = None) -> Pruned:
     """The method's loop as the prune command runs it (GFLOPs metric) on a tiny model. Torch-Pruning methods:
     `prune_to_target`, in place. PAGCP: its guard, then `pagcp_prune` on one random calibration batch in one
     round with coarse rates; to keep it fast, only the convs of the `family` layers (indices) and of the layers
@@ -116,7 +117,8 @@ def prune(model: Model, method: str, speedup: float = 2.0, max_steps: int = 15, 
     example = torch.rand(1, 3, IMGSZ, IMGSZ, generator=torch.Generator().manual_seed(3))
     if method != "pagcp":
         from yolocompress.prune.speedup import prune_to_target
-        out = prune_to_target(model, example, method, speedup, imgsz=IMGSZ, max_steps=max_steps, measure=False)
+        out = prune_to_target(model, example, method, speedup, imgsz=IMGSZ, max_steps=max_steps, measure=False,
+                              global_pruning=global_pruning)
         return Pruned(model, out.reached, out.stop_reason, out.skipped)
     from yolocompress.prune import pagcp
     g = torch.Generator().manual_seed(4)
