@@ -108,7 +108,8 @@ def pruned_view(dg, items):
                 found = owner(dg, dep.target)
                 if found is None:
                     continue
-                for sub in found[1].modules():  # and its children: MultiheadAttention prunes its out_proj
+                mod = found[1]
+                for sub in mod.modules():  # and its children: MultiheadAttention prunes its out_proj
                     if id(sub) not in saved:
                         saved[id(sub)] = (sub, {**sub.__dict__, "_parameters": copy.copy(sub._parameters),
                                                 "_buffers": copy.copy(sub._buffers)})
