@@ -79,14 +79,11 @@ def register_module(name: str | None = None, *, kind: str = "channels", repeats_
     _check_split_sizes(split_sizes)
     _check_heads(heads)
     pruner = _checked_pruner(pruner)
-    if widths is not None and not (isinstance(widths, dict) and widths and all(
-            isinstance(k, str) and k and isinstance(v, str) and v for k, v in widths.items())):
-        raise ConfigError(f"register_module: widths must be a dict {{attribute path: layer path}}, e.g. "
-                          f"{{'m.c2': 'm.linear'}}, got {widths!r}")
+    _check_widths(widths)
 
     def wrap(cls):
-        _REGISTRY[name or cls.__name__] = ModuleSpec(cls, kind, repeats_as_arg, out_channels, split_sizes, heads, pruner,
-                                                   widths)
+        _REGISTRY[name or cls.__name__] = ModuleSpec(cls, kind, repeats_as_arg, out_channels, split_sizes, heads,
+                                                   pruner, widths)
         return cls
 
     return wrap
@@ -109,6 +106,14 @@ def _check_heads(decl) -> None:
     if not ok:
         raise ConfigError(f"register_module: heads must be a dict {{submodule path: head count or the name of the "
                           f"attribute holding it}}, e.g. {{'query': 'heads'}}, got {decl!r}")
+
+
+def _check_widths(decl) -> None:
+    ok = decl is None or (isinstance(decl, dict) and decl and all(
+        isinstance(k, str) and k and isinstance(v, str) and v for k, v in decl.items()))
+    if not ok:
+        raise ConfigError(f"register_module: widths must be a dict {{attribute path: layer path}}, e.g. "
+                          f"{{'m.c2': 'm.linear'}}, got {decl!r}")
 
 
 _PRUNER_METHODS = ("prune_out_channels", "prune_in_channels", "get_out_channels", "get_in_channels")

@@ -43,26 +43,33 @@ def l1_order(dg, group, heads: int = 1) -> list[int]:
     k dimensions out of every head and the width stays a multiple of the head count. A group without a filter
     (its root is a module with its own handler, `register_module(pruner=...)`) is scored by the input columns
     of the layers it feeds."""
-    score = torch.zeros(len(group[0].idxs), dtype=torch.float64)
-    for outputs in (True, False):
-        for item in group:
-            layer = item.dep.target.module
-            if isinstance(getattr(layer, "weight", None), torch.Tensor) and layer.weight.dim() >= 2 and \
-                    dg.is_out_channel_pruning_fn(item.dep.handler) == outputs and \
-                    (outputs or getattr(layer, "groups", 1) == 1):
-                w = layer.weight.detach()
-                w = w.transpose(0, 1) if getattr(layer, "transposed", False) else w
-                w = w[item.idxs] if outputs else w[:, item.idxs].transpose(0, 1)  # (channels, ...)
-                norms = w.abs().flatten(1).sum(1).double().cpu()
-                score.index_add_(0, torch.as_tensor(item.root_idxs, dtype=torch.long), norms)
-        if score.any():
-            break
+    score = _l1_scores(dg, group, outputs=True)
+    if not score.any():  # no filter in the group: a module with its own handler is the root
+        score = _l1_scores(dg, group, outputs=False)
     n = len(score)
     if heads > 1 and n % heads == 0:
         width = n // heads
         positions = torch.argsort(score.view(heads, width).sum(0), stable=True).tolist()
         return [p + k * width for p in positions for k in range(heads)]
     return torch.argsort(score, stable=True).tolist()
+
+
+def _l1_scores(dg, group, outputs: bool) -> torch.Tensor:
+    """Per root channel, the L1 norm of the group's filters (`outputs`) or of the input columns that read it."""
+    score = torch.zeros(len(group[0].idxs), dtype=torch.float64)
+    for item in group:
+        layer = item.dep.target.module
+        w = getattr(layer, "weight", None)
+        if not (isinstance(w, torch.Tensor) and w.dim() >= 2):
+            continue
+        if dg.is_out_channel_pruning_fn(item.dep.handler) != outputs:
+            continue
+        if not outputs and getattr(layer, "groups", 1) != 1:  # a grouped layer's columns are not per channel
+            continue
+        w = w.detach().transpose(0, 1) if getattr(layer, "transposed", False) else w.detach()
+        w = w[item.idxs] if outputs else w[:, item.idxs].transpose(0, 1)  # (channels, ...)
+        score.index_add_(0, torch.as_tensor(item.root_idxs, dtype=torch.long), w.abs().flatten(1).sum(1).double().cpu())
+    return score
 
 
 def group_heads(group, heads: dict) -> int:

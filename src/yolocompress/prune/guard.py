@@ -131,9 +131,9 @@ def tracing_options(model: nn.Module, opaque=()) -> dict:
     groups = channel_groups(model, opaque)
     if groups:
         opts["out_channel_groups"] = groups
-    roots = tuple(t for t in customized_pruners() if t in kinds) + handled_roots(model, opaque)
-    if roots:  # deformable convs and modules with their own handler are pruned as roots too (their outputs)
-        opts["root_module_types"] = list(DEFAULT_ROOT_MODULE_TYPES) + list(dict.fromkeys(roots))
+    roots = extra_root_types(model, opaque)
+    if roots:
+        opts["root_module_types"] = list(DEFAULT_ROOT_MODULE_TYPES) + list(roots)
     return opts
 
 
@@ -147,11 +147,14 @@ def handled_modules(model: nn.Module, opaque=()) -> dict[str, object]:
     return found
 
 
-def handled_roots(model: nn.Module, opaque=()) -> tuple[type, ...]:
-    """The module types with a user-written handler, whose output groups are pruned from them (GSConv)."""
+def extra_root_types(model: nn.Module, opaque=()) -> tuple[type, ...]:
+    """Layer types besides convolutions and linear layers whose output groups are pruned from them: the
+    deformable convs of the model and the modules with a user-written handler (GSConv). One list for the
+    pruners, the guard and PAGCP."""
     modules = dict(model.named_modules())
-    return tuple(dict.fromkeys(type(modules[n]) for n, p in handled_modules(model, opaque).items()
-                               if getattr(p, "ROOT", True)))
+    kinds = {type(m) for m in modules.values()}
+    handled = [type(modules[n]) for n, p in handled_modules(model, opaque).items() if getattr(p, "ROOT", True)]
+    return tuple(dict.fromkeys([t for t in customized_pruners() if t in kinds] + handled))
 
 
 def channel_groups(model: nn.Module, opaque=()) -> dict:
@@ -451,8 +454,7 @@ def find_unprunable(model: nn.Module, example_inputs, method=None, round_to: int
     blackboxes = {dict(model.named_modules())[n] for n in opaque}
     excluded = [m for layer in ignored for m in layer.modules()]
     groups = list(dg.get_all_groups(ignored_layers=excluded,
-                                    root_module_types=_CONV + tuple(t for t in customized_pruners())
-                                    + handled_roots(model, opaque)))
+                                    root_module_types=_CONV + extra_root_types(model, opaque)))
     reasons: dict[str, str] = {}
     for group in groups:
         touched = [d.target.module for d, _ in group if d.target.module in blackboxes]

@@ -33,8 +33,7 @@ from ..core.stats import count_gflops, count_params, measure_latency
 from ..engine.losses import build_loss
 from ..engine.options import TrainOptions, model_stride
 from .graph import first_layer, full_group, group_heads, l1_order, out_fn, owner, pruned_view, subset
-from .custom_pruners import customized_pruners
-from .guard import build_graph, channel_groups, find_unprunable, handled_roots
+from .guard import build_graph, channel_groups, extra_root_types, find_unprunable
 from .options import PagcpOptions, PruneOptions
 from .speedup import PruneOutcome, conv_channels, per_layer_table
 from .tp_fixes import prepare_model_for_pruning
@@ -44,7 +43,7 @@ LOGGER = logging.getLogger("yolocompress")
 COMPONENTS = ("box", "obj", "cls")
 GRID_STEPS = 20  # trial ratios k/20: 0.05, 0.10, ... 0.95
 PROBE_RATIO = 0.3  # share of a group pruned to measure its FLOPs contribution (visit order)
-ROOT_TYPES = (ops.TORCH_CONV, ops.TORCH_LINEAR) + tuple(customized_pruners())  # and deformable convs
+ROOT_TYPES = (ops.TORCH_CONV, ops.TORCH_LINEAR)  # and guard.extra_root_types of the model
 
 
 # ---- options and results ----------------------------------------------------------------------------------
@@ -277,7 +276,7 @@ class _Round:
         """A fresh copy of the start model and its graph, with `records` applied."""
         model = copy.deepcopy(self.start_model).eval()
         dg = _build_graph(model, self.calib.example(), self.opaque)
-        self.heads = channel_groups(model)
+        self.heads = channel_groups(model, self.opaque)
         for rec in records:
             _apply(dg, rec.name, rec.idxs)
         return model, dg
@@ -287,7 +286,7 @@ class _Round:
         ignored = [modules[n] for n in self.ignored_names if n in modules] + list(self.work.head.m)
         excluded = [m for layer in ignored for m in layer.modules()]
         groups = self.dg.get_all_groups(ignored_layers=excluded,
-                                        root_module_types=ROOT_TYPES + handled_roots(self.work, self.opaque))
+                                        root_module_types=ROOT_TYPES + extra_root_types(self.work, self.opaque))
         roots = [g[0].dep.target.module for g in groups]
         return [self.dg._module2name[r] for r in roots if (self.dg.get_out_channels(r) or 0) > 1]
 
