@@ -1,11 +1,14 @@
 """Distillation benchmark: each loss against the same training run without a teacher.
 
 (a) teacher -> student from scratch, on the generated digits data (`yolocompress demo-data`'s generator, made here,
-    deterministic): a yolov5s teacher trained here by our engine until its validation mAP stops rising (at most
-    --teacher-epochs, early stop after --teacher-patience epochs without a better mAP), then yolov5n students from
-    scratch with the same recipe and seed: no teacher, each logit loss, each feature loss, two logit+feature pairs;
-    then the no-teacher row and the best two rows of seed 0 again with --extra-seeds. The protocol and its measured
-    cost are in docs/benchmarks.md ("Distillation, setting (a)").
+    deterministic): a teacher trained here by our engine until its validation mAP stops rising (at most
+    --teacher-epochs, early stop after --teacher-patience epochs without a better mAP), then students from scratch
+    with the same recipe and seed: no teacher, each logit loss, each feature loss, two logit+feature pairs; then the
+    no-teacher row and the best two rows of seed 0 again with --extra-seeds. `--a-pair v5`: a yolov5s teacher and
+    yolov5n students; `--a-pair v7`: a yolov7-tiny teacher and students of yolov7-tiny pruned to 2.0x GFLOPs
+    (per-layer `l1` on the seed's fresh initialisation: the pruned architecture, trained from scratch), each pair
+    with its own results file and teacher. The protocol and its measured cost are in docs/benchmarks.md
+    ("Distillation, setting (a)").
 (b) prune + distill, on ../shared/bench/: the official yolov5n of ../shared/fixtures/ is pruned (LAMP 2.0x and
     3.0x, PAGCP 2.0x, ...) and each pruned model is finetuned without a teacher and with the unpruned model as
     teacher, one row per loss.
@@ -15,7 +18,7 @@ the file, so that the rows survive the machine); a run interrupted mid-training 
 run folder still exists. The teacher of (a) is kept, FP16, next to the results file (--teacher-out), so students
 can be added later without retraining it. The same command runs on a GPU with `--device 0`.
 
-usage: python benchmarks/distill_bench.py --settings a [--device cpu|0] [--git-commit]
+usage: python benchmarks/distill_bench.py --settings a [--a-pair v5|v7] [--device cpu|0] [--git-commit]
        python benchmarks/distill_bench.py --settings b [--b-methods lamp@2 lamp@3 pagcp@2]
 """
 from __future__ import annotations
@@ -41,6 +44,7 @@ from yolocompress.distill.options import DistillOptions
 from yolocompress.engine.api import train
 from yolocompress.engine.options import TrainOptions
 from yolocompress.engine.validator import Validator
+from yolocompress.models.builder import build_model
 from yolocompress.models.checkpoint import load_model, read_checkpoint
 from yolocompress.report.tables import compare_rows, markdown_table
 
@@ -68,6 +72,24 @@ class ProtocolA:
     teacher_patience: int = 15
     kd_share: float = 0.25  # --kd-auto-weight of every distilled row, re-set each epoch
     data_seed: int = 0
+
+
+@dataclass(frozen=True)
+class Pair:
+    """A teacher and its student architecture for setting (a). `student_speedup`: the student is `student_cfg`
+    pruned to that GFLOPs speed-up by per-layer `l1` right after its seeded initialisation (no training before)."""
+    teacher_cfg: str
+    student_cfg: str
+    student_speedup: float | None
+    results: str  # stem of the results file and of the teacher's FP16 file in benchmarks/results/
+
+    def student_name(self) -> str:
+        stem = Path(self.student_cfg).stem
+        return stem if self.student_speedup is None else f"{stem} l1 {self.student_speedup}x"
+
+
+PAIRS = {"v5": Pair("yolov5s.yaml", "yolov5n.yaml", None, "distill_a"),
+         "v7": Pair("yolov7-tiny.yaml", "yolov7-tiny.yaml", 2.0, "distill_a_v7")}
 
 
 def parse_config(name: str) -> tuple:
@@ -178,15 +200,20 @@ def setting_a(a: argparse.Namespace) -> None:
     p = ProtocolA(n_train=a.a_train, n_val=a.a_val, imgsz=a.a_imgsz, batch_size=a.batch_size,
                   student_epochs=a.a_epochs, teacher_epochs=a.teacher_epochs, teacher_patience=a.teacher_patience,
                   kd_share=a.kd_share)
-    project = Path(a.project) / "a"
-    results = ResultsFile(a.out_a, {**asdict(p), "hyp": dict(DEMO_RECIPE.hyp)}, a.git_commit,
-                          student_keys=("student_epochs", "student_val_every", "kd_share"))
+    pair = PAIRS[a.a_pair]
+    project = Path(a.project) / ("a" if a.a_pair == "v5" else f"a-{a.a_pair}")
+    out = a.out_a or RESULTS / f"{pair.results}.json"
+    results = ResultsFile(out, {**asdict(p), "hyp": dict(DEMO_RECIPE.hyp), **asdict(pair)}, a.git_commit,
+                          student_keys=("student_epochs", "student_val_every", "kd_share", "student_cfg",
+                                        "student_speedup"))
     from yolocompress.data.demo import make_demo_dataset
     data_yaml = project / "digits" / "data.yaml"
     if not data_yaml.is_file():  # deterministic: the same seed writes the same files
         make_demo_dataset(project / "digits", n_train=p.n_train, n_val=p.n_val, imgsz=p.imgsz, seed=p.data_seed)
     data = load_data_config(str(data_yaml))
-    hyp = Hyp(**{**Hyp().to_dict(), **dict(DEMO_RECIPE.hyp)})  # the demo's recipe for this data
+    # the demo's changes for this data on each model's official recipe (yolov7-tiny: its tiny hyps, OTA loss)
+    official = Hyp.default_for(build_model(pair.teacher_cfg, nc=data.nc).yaml)
+    hyp = Hyp(**{**official.to_dict(), **dict(DEMO_RECIPE.hyp)})
     validator = Validator(data, p.imgsz, 32, a.device, a.workers)
 
     def opts(name, epochs, seed, val_every=1, patience=None):
@@ -195,16 +222,17 @@ def setting_a(a: argparse.Namespace) -> None:
                             exist_ok=True, nbs=p.batch_size, val_every=val_every,
                             patience=patience or epochs + 1)
 
-    teacher = Path(a.teacher_out)
+    teacher = Path(a.teacher_out or RESULTS / f"{pair.results}_teacher_fp16.pt")
     if a.teacher_a:
         teacher = Path(a.teacher_a)
     elif not results.has("teacher") or not teacher.is_file():
         with Timer() as t:
-            best = train_row(opts("teacher", p.teacher_epochs, 0, patience=p.teacher_patience), cfg="yolov5s.yaml",
-                             hyp=hyp)
+            best = train_row(opts("teacher", p.teacher_epochs, 0, patience=p.teacher_patience),
+                             cfg=pair.teacher_cfg, hyp=hyp)
             save_fp16(best, teacher)
         meta = read_checkpoint(best)["meta"]
-        results.add("teacher", {**measure("teacher yolov5s", teacher, validator, data.nc, p.imgsz),
+        results.add("teacher", {**measure(f"teacher {Path(pair.teacher_cfg).stem}", teacher, validator, data.nc,
+                                          p.imgsz),
                                 "epochs": int(meta["epoch"]) + 1, "best_epoch": int(meta["best_epoch"]) + 1,
                                 **t.minutes()})
         if a.git_commit:
@@ -221,9 +249,11 @@ def setting_a(a: argparse.Namespace) -> None:
             o = distill_options(config, p.kd_share)
             factory = lambda model, _data: [DistillCallback(model, str(teacher), o, imgsz=p.imgsz)]  # noqa: E731
         with Timer() as t:
+            model, meta = student_model(pair, data.nc, seed, p.imgsz)
             best = train_row(opts(f"{config}-s{seed}", p.student_epochs, seed, val_every=p.student_val_every),
-                             cfg="yolov5n.yaml", hyp=hyp, callbacks_factory=factory)
-        row = measure(f"yolov5n {config}" + (f" (seed {seed})" if seed else ""), best, validator, data.nc, p.imgsz)
+                             cfg=pair.student_cfg, model=model, meta=meta, hyp=hyp, callbacks_factory=factory)
+        row = measure(f"{pair.student_name()} {config}" + (f" (seed {seed})" if seed else ""), best, validator,
+                      data.nc, p.imgsz)
         results.add(key, {**row, "config": config, "seed": seed, **kd_record(best.parent.parent), **t.minutes()})
 
     for c in a.configs_a:
@@ -239,6 +269,20 @@ def setting_a(a: argparse.Namespace) -> None:
             for c in repeat:
                 student(c, seed)
     print_table(results, a.configs_a, a.extra_seeds)
+
+
+def student_model(pair: Pair, nc: int, seed: int, imgsz: int):
+    """(model, meta) of a pruned student, freshly initialised by `seed` and pruned before any training; (None, None)
+    for a plain yaml student (the engine builds it from the yaml with the seed)."""
+    if pair.student_speedup is None:
+        return None, None
+    from yolocompress.engine.trainer import seed_everything
+    from yolocompress.prune.speedup import prune_to_target
+    seed_everything(seed)
+    model = build_model(pair.student_cfg, nc=nc)
+    out = prune_to_target(model, torch.rand(1, 3, 64, 64), "l1", pair.student_speedup, imgsz=imgsz, measure=False)
+    LOGGER.info(f"student: {pair.student_name()}, {out.params_after:,} parameters, {out.speedup_gflops:.3f}x GFLOPs")
+    return out.model, {"pruned": True, "method": "l1", "speedup": pair.student_speedup, "prune": out.summary()}
 
 
 def kd_record(run_dir: Path) -> dict:
@@ -389,10 +433,15 @@ def main() -> None:
                    help="stop the teacher after this many epochs without a better validation mAP")
     g.add_argument("--teacher-only", action="store_true", help="train (or find) the teacher, then stop")
     g.add_argument("--teacher-a", default=None, help="a teacher checkpoint instead of training one")
-    g.add_argument("--teacher-out", default=str(RESULTS / "distill_a_teacher_fp16.pt"))
+    g.add_argument("--a-pair", choices=sorted(PAIRS), default="v5",
+                   help="v5: yolov5s teacher, yolov5n students; v7: yolov7-tiny teacher, students of yolov7-tiny "
+                        "pruned to 2.0x (l1, per layer) and trained from scratch")
+    g.add_argument("--teacher-out", default=None, help="the teacher's FP16 file (default: benchmarks/results/"
+                                                        "<pair's results>_teacher_fp16.pt)")
     g.add_argument("--kd-share", type=float, default=ProtocolA.kd_share,
                    help="--kd-auto-weight of each distillation term (re-set every epoch)")
-    g.add_argument("--out-a", default=str(RESULTS / "distill_a.json"))
+    g.add_argument("--out-a", default=None, help="results file (default: benchmarks/results/distill_a.json for v5, "
+                                                  "distill_a_v7.json for v7)")
     g = ap.add_argument_group("setting (b)")
     g.add_argument("--b-methods", nargs="+", default=["lamp@2.0", "lamp@3.0", "group_sl+sparse@2.0", "pagcp@2.0"],
                    help="METHOD@SPEEDUP pruned rows; METHOD+sparse prunes after --b-epochs of sparse training")
