@@ -80,6 +80,16 @@ RECIPE_KEYS = ("weights", "v5_weights", "data", "hyp", "imgsz", "batch_size", "s
                "v7_weights", "v7_cfg", "v7_epochs", "v7_hyp", "train_images", "sparse_epochs", "v7_patience")
 
 
+def in_checkout(value):
+    """A recipe value as it compares between checkouts: an absolute path to a file of the checkout (its runs/ or
+    benchmarks/ folders) becomes its path inside the checkout, so that a worktree elsewhere resumes the same rows."""
+    if isinstance(value, str) and value.startswith("/"):
+        for part in ("/runs/", "/benchmarks/"):
+            if part in value:
+                return part[1:] + value.split(part, 1)[1]
+    return value
+
+
 class Results:
     """A JSON file of finished rows, rewritten atomically after each one; `has(key)` lets a rerun skip them.
 
@@ -92,7 +102,8 @@ class Results:
         self.data = json.loads(self.path.read_text()) if self.path.is_file() else {"rows": {}, "minutes": {}}
         new, old = vars(args), self.data.get("args", {})
         if not getattr(args, "latency_only", False):
-            changed = [k for k in RECIPE_KEYS if k in new and k in old and new[k] != old[k]]
+            changed = [k for k in RECIPE_KEYS if k in new and k in old
+                       and in_checkout(new[k]) != in_checkout(old[k])]
             if changed and self.data["rows"]:
                 raise SystemExit(f"{self.path}: its rows were made with other settings ("
                                  + ", ".join(f"{k} {old[k]} -> {new[k]}" for k in changed)
@@ -128,16 +139,21 @@ def kd_options(logit: str | None = None, feature: str | None = None, teacher=Non
 
 
 def prune_switches(flags) -> dict:
-    """PruneOptions fields from switch names as the CLI spells them (`global` -> global_pruning=True, `local` ->
-    global_pruning=False)."""
-    by_flag = {(f.metadata.get("flag") or "--" + f.name.replace("_", "-")).lstrip("-"): (f.name, True)
-               for f in fields(PruneOptions)}
-    by_flag.update({f.metadata["off_flag"].lstrip("-"): (f.name, False) for f in fields(PruneOptions)
-                    if f.metadata.get("off_flag")})
-    unknown = [f for f in flags if f not in by_flag]
-    if unknown:
-        raise SystemExit(f"unknown prune switch(es) {unknown}; known: {', '.join(sorted(by_flag))}")
-    return dict(by_flag[f] for f in flags)
+    """PruneOptions fields from switches as the CLI spells them: `global` -> global_pruning=True, `local` ->
+    global_pruning=False, `round-to=auto` -> round_to="auto" (a value parsed by the option's own type)."""
+    by_flag = {(f.metadata.get("flag") or "--" + f.name.replace("_", "-")).lstrip("-"): f for f in fields(PruneOptions)}
+    off = {f.metadata["off_flag"].lstrip("-"): f.name for f in fields(PruneOptions) if f.metadata.get("off_flag")}
+    out = {}
+    for flag in flags:
+        name, has_value, value = flag.partition("=")
+        if name in off and not has_value:
+            out[off[name]] = False
+        elif name in by_flag:
+            f = by_flag[name]
+            out[f.name] = (f.metadata.get("type") or str)(value) if has_value else True
+        else:
+            raise SystemExit(f"unknown prune switch {flag!r}; known: {', '.join(sorted({*by_flag, *off}))}")
+    return out
 
 
 def save_fp16(src, dst: Path) -> Path:
@@ -149,10 +165,14 @@ def save_fp16(src, dst: Path) -> Path:
 
 
 def run_prune(weights, method: str, speedup: float, epochs: int, *, data, hyp, imgsz: int, batch: int, device: str,
-              workers: int, project, name: str, seed: int = 0, switches=(), kd: DistillOptions | None = None) -> dict:
+              workers: int, project, name: str, seed: int = 0, switches=(), kd: DistillOptions | None = None,
+              round_to: int | str | None = None) -> dict:
     """`yolocompress prune ... --exist-ok` through the library; returns its summary (with `best`). With epochs=0
-    only the pruning runs, and `best` is the pruned, not finetuned, model (for architecture and latency tables)."""
-    prune = PruneOptions(method=method, speedup=speedup, finetune_epochs=epochs, **prune_switches(switches))
+    only the pruning runs, and `best` is the pruned, not finetuned, model (for architecture and latency tables).
+    `round_to` is pinned to no rounding, not the CLI's `auto`: the recorded rows of the benchmarks were made
+    before `auto` became the default, and a table must not mix the two (a `round-to=N` switch overrides it)."""
+    prune = PruneOptions(method=method, speedup=speedup, finetune_epochs=epochs,
+                         **{"round_to": round_to, **prune_switches(switches)})
     opts = TrainOptions(data=str(data), hyp=str(hyp), imgsz=imgsz, batch_size=batch, workers=workers,
                         project=str(project), name=name, seed=seed, exist_ok=True, device=device or "",
                         epochs=max(epochs, 1))

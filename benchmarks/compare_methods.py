@@ -26,6 +26,7 @@ from pathlib import Path
 
 from common import (FIXTURE, ROOT, Bench, add_bench_args, add_v7_args, kd_options, run_prune, run_train,
                     save_fp16, table)
+from yolocompress.core.stats import count_params
 from latency640 import architecture_key, as_cells, time_architectures
 from yolocompress.engine.options import TrainOptions
 from yolocompress.models.checkpoint import load_model
@@ -139,27 +140,13 @@ def run_all(b: Bench):
                     results.save()
             return k
 
-        def sparse(method) -> str:
-            k = f"{model}/sparse/{method}"
-            if not results.has(k) or not Path(results.row(k)["weights"]).is_file():  # its run folder may be gone
-                t0 = time.time()
-                opts = TrainOptions(data=str(common["data"]), hyp=str(common["hyp"]), imgsz=common["imgsz"],
-                                    batch_size=common["batch"], workers=common["workers"], device=common["device"],
-                                    project=str(common["project"]), name=k.replace("/", "-"), exist_ok=True,
-                                    seed=common["seed"], epochs=a.sparse_epochs, noautoanchor=True)
-                res = sparse_command(base, SparseOptions(method=method), opts)
-                b.add(k, f"{model} {method} sparse training, {a.sparse_epochs} epochs (not pruned)", res["best"], t0)
-                results.data["rows"][k]["bn_plot"] = str(Path(res["save_dir"]) / "bn_gamma.png")
-                results.save()
-            return results.row(k)["weights"]
-
         first, candidates = a.speedups[0], []
         for method in a.methods:
             for kd in kd_modes:
                 k = prune(method, first, kd)
             candidates.append((method, base, ""))
         for method in a.sparse_methods:
-            start = sparse(method)
+            start = sparse_start(b, model, method)
             for kd in kd_modes:
                 prune(method, first, kd, start, "+sparse")
             candidates.append((method, start, "+sparse"))
@@ -172,6 +159,50 @@ def run_all(b: Bench):
                     prune(method, speedup, kd, start, tag)
 
 
+def sparse_start(b: Bench, model: str, method: str) -> str:
+    """The baseline after `--sparse-epochs` of `yolocompress sparse --method METHOD` (its row; made again when
+    its run folder is gone, e.g. in a later session's checkout)."""
+    a, results, common = b.args, b.results, b.common_for(model)
+    k = f"{model}/sparse/{method}"
+    if not results.has(k) or not Path(results.row(k)["weights"]).is_file():
+        t0 = time.time()
+        opts = TrainOptions(data=str(common["data"]), hyp=str(common["hyp"]), imgsz=common["imgsz"],
+                            batch_size=common["batch"], workers=common["workers"], device=common["device"],
+                            project=str(common["project"]), name=k.replace("/", "-"), exist_ok=True,
+                            seed=common["seed"], epochs=a.sparse_epochs, noautoanchor=True)
+        res = sparse_command(results.row(f"{model}/baseline")["weights"], SparseOptions(method=method), opts)
+        b.add(k, f"{model} {method} sparse training, {a.sparse_epochs} epochs (not pruned)", res["best"], t0)
+        results.data["rows"][k]["bn_plot"] = str(Path(res["save_dir"]) / "bn_gamma.png")
+        results.save()
+    return results.row(k)["weights"]
+
+
+def architecture_of(b: Bench, key: str) -> str:
+    """Weights with the architecture of row `key`, for timing: its own, or when its run folder is gone (rows made
+    on another machine) the baseline for unpruned rows and the same pruning again, not finetuned, for pruned ones
+    (checked against the recorded parameter count)."""
+    row = b.results.row(key)
+    if Path(row["weights"]).is_file():
+        return row["weights"]
+    model, kind, *rest = key.split("/")
+    base = b.results.row(f"{model}/baseline")["weights"]
+    if kind in ("baseline", "control", "sparse"):
+        return base
+    method, sparse = kind.removesuffix("+sparse"), kind.endswith("+sparse")
+    start = sparse_start(b, model, method) if sparse else base
+    speedup = float(rest[0].removesuffix("x"))
+    name = f"{model}-{kind}-{rest[0]}-architecture"
+    pruned = Path(b.args.project) / name / "pruned.pt"
+    if not pruned.is_file():
+        common = dict(b.common_for(model), project=b.args.project)
+        pruned = Path(run_prune(start, method, speedup, 0, name=name, **common)["pruned"])
+    made = count_params(load_model(pruned)[0])
+    if made != row["Parameters"]:
+        raise SystemExit(f"error: pruning {kind} {speedup}x again gave {made:,} parameters, row {key} has "
+                         f"{row['Parameters']:,}: its architecture cannot be timed; rerun that row")
+    return str(pruned)
+
+
 def latency640(b: Bench) -> None:
     """640-px CPU latency (PyTorch and onnxruntime, batch 1 and 32) of every distinct architecture, against the
     first baseline's, in interleaved passes; cells copied to every row of that architecture. Done once per set of
@@ -179,13 +210,10 @@ def latency640(b: Bench) -> None:
     results = b.results
     rows = results.data["rows"]
     models, keys = {}, {}
-    gone = [k for k, row in rows.items() if not Path(row["weights"]).is_file()]
-    if gone:  # rows of an earlier machine whose run folders did not travel with the results file
-        print(f"warning: not timed at 640 px, their weights are gone (rerun those rows to time them): {', '.join(gone)}")
-    for k, row in rows.items():
-        if k in gone:
+    for k in rows:
+        if k.split("/")[0] not in b.args.models:
             continue
-        m = load_model(row["weights"], nc=b.data.nc)[0]
+        m = load_model(architecture_of(b, k), nc=b.data.nc)[0]
         arch = architecture_key(m)
         keys[k] = arch
         models.setdefault(arch, m)

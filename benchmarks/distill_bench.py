@@ -136,8 +136,12 @@ class ResultsFile:
             self.git_commit(f"distill_bench: row {key} ({row.get('mAP50-95', 0):.4f} mAP50-95)")
 
     def save(self) -> None:
+        """Atomically, keeping rows that another process running the same setting wrote meanwhile (rows are
+        only ever added, so two processes can share a results file, e.g. one per seed)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
+        if self.path.is_file():
+            self.data["rows"] = {**json.loads(self.path.read_text())["rows"], **self.data["rows"]}
+        tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps(self.data, indent=1, default=str))
         tmp.replace(self.path)
 
@@ -256,9 +260,10 @@ def setting_a(a: argparse.Namespace) -> None:
                       data.nc, p.imgsz)
         results.add(key, {**row, "config": config, "seed": seed, **kd_record(best.parent.parent), **t.minutes()})
 
-    for c in a.configs_a:
-        student(c, 0)
-    if a.extra_seeds:
+    for seed in a.seeds or [0]:
+        for c in a.configs_a:
+            student(c, seed)
+    if a.extra_seeds and a.seeds is None:
         ranked = sorted((c for c in a.configs_a if c != "none" and results.has(c)),
                         key=lambda c: results.row(c)["mAP50-95"], reverse=True)
         repeat = ["none"] + ranked[:2]
@@ -421,6 +426,8 @@ def main() -> None:
     g = ap.add_argument_group("setting (a)")
     g.add_argument("--configs-a", nargs="+", default=A_CONFIGS, help="rows: " + ", ".join(CONFIGS))
     g.add_argument("--extra-seeds", type=int, default=2, help="seeds 1..N for `none` and the best two rows")
+    g.add_argument("--seeds", nargs="+", type=int, default=None,
+                   help="run --configs-a with exactly these seeds instead (e.g. a second process for seeds 1 2)")
     g.add_argument("--seed-configs", nargs="*", default=["cwd"],
                    help="rows also repeated with the extra seeds (besides `none` and the best two); the default, "
                         "the best feature loss, tells whether a feature loss beats the no-teacher spread")

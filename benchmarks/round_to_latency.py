@@ -1,10 +1,10 @@
 """Which `--round-to` buys the most speed per GFLOP on this CPU: yolov5n (our builder, random weights: architecture
 only) pruned to 2.0x GFLOPs at 640 px without rounding and with 8, 16 and 32, for a per-layer (`l1`) and a global
 (`lamp`) ranking; every model then timed at 640 px, batch 1 and 32, in PyTorch and onnxruntime, in interleaved
-passes (benchmarks/latency640.py). Speed-up per GFLOP = latency speed-up / GFLOPs ratio: 1.0 means the time fell as
+passes (benchmarks/latency640.py); `auto` is the default rule (16 for layers of 64 channels or more, 8 for 32-63). Speed-up per GFLOP = latency speed-up / GFLOPs ratio: 1.0 means the time fell as
 much as the arithmetic. Writes JSON to --out and a markdown table to stdout.
 
-usage: python benchmarks/round_to_latency.py [--cfg yolov5n.yaml] [--methods l1 lamp] [--round-to 0 8 16 32]
+usage: python benchmarks/round_to_latency.py [--cfg yolov5n.yaml] [--methods l1 lamp] [--round-to none 8 16 32 auto]
        [--rounds 3] [--threads 1] [--out runs/round-to/results.json]
 """
 import argparse
@@ -17,6 +17,7 @@ import torch
 from latency640 import time_architectures
 from yolocompress.core.stats import count_gflops, count_params
 from yolocompress.models.builder import Model, load_config
+from yolocompress.prune.options import round_to_value
 from yolocompress.prune.speedup import prune_to_target
 
 
@@ -38,7 +39,8 @@ def main():
     ap.add_argument("--cfg", default="yolov5n.yaml")
     ap.add_argument("--nc", type=int, default=80)
     ap.add_argument("--methods", nargs="+", default=["l1", "lamp"])
-    ap.add_argument("--round-to", nargs="+", type=int, default=[0, 8, 16, 32], help="0 = no rounding")
+    ap.add_argument("--round-to", nargs="+", type=round_to_value, default=[None, 8, 16, 32, "auto"],
+                    help="N, auto or none (0 = none)")
     ap.add_argument("--speedup", type=float, default=2.0)
     ap.add_argument("--rounds", type=int, default=3, help="interleaved timing passes")
     ap.add_argument("--threads", type=int, default=1, help="intra-op threads (PyTorch and onnxruntime)")
@@ -53,7 +55,7 @@ def main():
     for method in a.methods:
         for r in a.round_to:
             m = build(a.cfg, a.nc)
-            out = prune_to_target(m, torch.rand(1, 3, 64, 64), method, a.speedup, imgsz=640, round_to=r or None,
+            out = prune_to_target(m, torch.rand(1, 3, 64, 64), method, a.speedup, imgsz=640, round_to=r,
                                   measure=False)
             labels.append(f"{method} round_to {r or 'none'}")
             models.append(m.eval())

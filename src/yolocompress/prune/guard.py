@@ -30,7 +30,7 @@ from ..models.runcheck import check_runs, hint_for
 from .custom_pruners import TracedWidths, customized_pruners, handler_for
 from .graph import group_heads, implicit_parameters, layer_index
 from .methods import get_method
-from .tp_fixes import DEFAULT_ROOT_MODULE_TYPES, FixedDependencyGraph, prepare_model_for_pruning
+from .tp_fixes import DEFAULT_ROOT_MODULE_TYPES, FixedDependencyGraph, prepare_model_for_pruning, rounding_unit
 
 LOGGER = logging.getLogger("yolocompress")
 _CONV = (nn.Conv2d,)
@@ -245,7 +245,8 @@ def _trial(model, x, roots: list[str], opaque, ref_shapes, round_to=None) -> str
     try:
         for name in roots:
             root = modules[name]
-            idxs = _probe_idxs(dg.get_out_channels(root), round_to)
+            n = dg.get_out_channels(root)
+            idxs = _probe_idxs(n, rounding_unit(round_to, n or 0))
             group = dg.get_pruning_group(root, dg.get_pruner_of_module(root).prune_out_channels, idxs[:1])
             h = group_heads(group, heads)
             if h > 1:  # one channel of every head, as the pruner removes them
@@ -405,7 +406,7 @@ def _importance_failures(method, groups, dg) -> dict[str, str]:
     return failures
 
 
-def find_unprunable(model: nn.Module, example_inputs, method=None, round_to: int | None = None) -> Unprunable:
+def find_unprunable(model: nn.Module, example_inputs, method=None, round_to: int | str | None = None) -> Unprunable:
     """Ignored layers and the skipped groups (each `{layer, module, reason, holds}`) for pruning `model`.
 
     `example_inputs` is one small image batch, e.g. `torch.rand(1, 3, 64, 64)`. `method` (a method

@@ -117,7 +117,7 @@ def ranking_scope(method: str | PruneMethod, global_pruning: bool | None = None)
 def build_pruner(method_name: str, model: nn.Module, example_inputs, *, ignored_layers=(),
                  pruning_ratio: float = 0.5, pruning_ratio_dict: Mapping | None = None,
                  global_pruning: bool | None = None, max_pruning_ratio: float = 1.0,
-                 iterative_steps: int = 1, round_to: int | None = None, reg: float | None = None,
+                 iterative_steps: int = 1, round_to: int | str | None = None, reg: float | None = None,
                  unwrapped=None, customized_pruners: Mapping | None = None,
                  root_module_types=None, forward_fn=None, out_channel_groups: Mapping | None = None):
     """A Torch-Pruning pruner for `method_name`, built from the repaired classes.

@@ -10,6 +10,20 @@ from dataclasses import dataclass, field
 from ..core.errors import ConfigError
 from ..core.options import non_negative_int, open_ratio, option, positive_int, speedup_factor
 from .methods import METHODS, sparse_method_names
+from .tp_fixes import ROUND_AUTO
+
+
+def round_to_value(s) -> int | str | None:
+    """`--round-to`: a positive channel count, `auto` (the unit follows each layer's width) or `none`."""
+    text = str(s).strip().lower()
+    if text == ROUND_AUTO:
+        return ROUND_AUTO
+    if text in ("none", "0"):
+        return None
+    try:
+        return positive_int(text)
+    except ValueError:
+        raise ValueError(f"must be a positive channel count (8, 16, 32), 'auto' or 'none', got {s}") from None
 
 SPEEDUP_METRICS = ("gflops", "latency")
 
@@ -107,8 +121,10 @@ class PruneOptions:
         None, "rank channels across layers (default: the method's design, docs/pruning.md)", flag="--global",
         off_flag="--local", off_help="rank channels within each layer: every layer loses the same share")
     max_ratio: float = option(0.9, "largest share of one layer's channels to remove", type=open_ratio)
-    round_to: int | None = option(None, "keep pruned channel counts multiples of N (nearest multiple, at least "
-                                        "one; docs/pruning.md measures 8, 16 and 32)", type=positive_int)
+    round_to: int | str | None = option(
+        ROUND_AUTO, "keep pruned channel counts multiples of N (nearest multiple, at least one); auto: 16 for "
+                    "layers of 64 channels or more, 8 for 32-63, narrower layers as they fall; none: no rounding "
+                    "(docs/pruning.md measures them)", type=round_to_value, metavar="N|auto|none")
     finetune_epochs: int | None = option(None, "finetune epochs after pruning (default: --epochs; 0 prunes and "
                                                "reports without finetuning)", type=finetune_epochs)
     grad_batches: int = option(10, "training batches for gradient-based importance (group_hessian, group_taylor)",

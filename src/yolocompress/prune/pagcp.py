@@ -36,7 +36,7 @@ from .graph import first_layer, full_group, group_heads, l1_order, out_fn, owner
 from .guard import build_graph, channel_groups, extra_root_types, find_unprunable
 from .options import PagcpOptions, PruneOptions
 from .speedup import PruneOutcome, conv_channels, per_layer_table
-from .tp_fixes import prepare_model_for_pruning
+from .tp_fixes import prepare_model_for_pruning, rounding_unit
 
 LOGGER = logging.getLogger("yolocompress")
 
@@ -234,10 +234,12 @@ def _excess(value: float, limit: float) -> float:
     return value / limit if limit > 0 and not math.isnan(value) else math.inf
 
 
-def pruned_counts(channels: int, round_to: int | None = None, unit: int = 1) -> list[int]:
+def pruned_counts(channels: int, round_to: int | str | None = None, unit: int = 1) -> list[int]:
     """The channel counts a layer's scan tries to remove: 5 %, 10 %, ... of `channels` (never all); with
-    `round_to`, those that leave a multiple of it (every multiple below `channels`). `unit`: counts are
-    multiples of it (an attention group loses whole head dimensions: one channel of each of `unit` heads)."""
+    `round_to`, those that leave a multiple of the layer's rounding unit (every multiple below `channels`).
+    `unit`: counts are multiples of it (an attention group loses whole head dimensions: one channel of each of
+    `unit` heads)."""
+    round_to = rounding_unit(round_to, channels)
     if not round_to:
         grid = {min(channels - 1, channels * k // GRID_STEPS) for k in range(1, GRID_STEPS)}
         counts = sorted({c - c % unit for c in grid} - {0})
@@ -264,7 +266,7 @@ class _Round:
 
     def __init__(self, model, calib: Calibration, opts: PagcpOptions, index: int, d0: float, big_d: float,
                  base_gflops: float, ignored_names: Sequence[str], opaque: Sequence[str], progress,
-                 round_to: int | None = None):
+                 round_to: int | str | None = None):
         self.start_model, self.calib, self.opts, self.index = model, calib, opts, index
         self.round_to = round_to
         self.d0, self.big_d, self.base_gflops = d0, big_d, base_gflops
@@ -408,7 +410,7 @@ def pagcp_prune(model: nn.Module, calib_batches: list, loss_fn: Callable, *, spe
                 rate_slope: float = 0.0, thres_slope: float = 0.0, rounds: int = 3,
                 finetune_fn: Callable | None = None, ignored_layers=(), opaque: Sequence[str] = (),
                 stop_at_target: bool = True, progress: Callable[[str], None] = print,
-                round_to: int | None = None) -> PagcpResult:
+                round_to: int | str | None = None) -> PagcpResult:
     """Prune `model` (left untouched; a pruned copy is returned) with PAGCP until the GFLOPs ratio reaches
     `speedup` or `rounds` rounds are done.
 

@@ -29,7 +29,7 @@ from .guard import Unprunable, find_unprunable
 from .methods import build_pruner, get_method, ranking_scope
 from .options import require_speedup
 from ..models.runcheck import check_runs
-from .tp_fixes import layer_floor
+from .tp_fixes import ROUND_AUTO, layer_floor
 
 LOGGER = logging.getLogger("yolocompress")
 STEPS = detail_logger()  # one line per step: the run's log file; the console shows a progress bar
@@ -122,7 +122,7 @@ def per_layer_table(before: dict[str, int], after: dict[str, int]) -> list[dict]
     return [{"name": n, "before": c, "after": after.get(n, c)} for n, c in before.items()]
 
 
-def layers_at_max_ratio(per_layer: list[dict], max_ratio: float, round_to: int | None = None) -> list[str]:
+def layers_at_max_ratio(per_layer: list[dict], max_ratio: float, round_to: int | str | None = None) -> list[str]:
     """Convolutions pruned down to their floor (`tp_fixes.layer_floor`): the ranking wanted more of them."""
     return [r["name"] for r in per_layer
             if r["after"] < r["before"] and r["after"] <= layer_floor(r["before"], max_ratio, round_to)]
@@ -159,8 +159,8 @@ def _check_options(method, speedup, metric, max_steps, max_ratio, round_to, grad
         raise ConfigError(f"--max-steps must be at least 1, got {max_steps}")
     if not 0.0 < max_ratio < 1.0:
         raise ConfigError(f"--max-ratio must be between 0 and 1, got {max_ratio}")
-    if round_to is not None and round_to < 1:
-        raise ConfigError(f"--round-to must be a positive channel count (e.g. 8), got {round_to}")
+    if round_to not in (None, ROUND_AUTO) and (not isinstance(round_to, int) or round_to < 1):
+        raise ConfigError(f"--round-to must be a positive channel count (e.g. 8), 'auto' or 'none', got {round_to!r}")
     if method.needs_grad and grad_fn is None:
         raise ConfigError(f"method {method.name} scores channels with gradients: it needs training batches "
                           "(prune_command gives them; in code pass grad_fn)")
@@ -187,7 +187,7 @@ class _Latency:
 
 def prune_to_target(model: nn.Module, example_inputs, method: str, speedup: float, *, metric: str = "gflops",
                     imgsz: int = 640, max_steps: int = 200, global_pruning: bool | None = None,
-                    max_ratio: float = 0.9, round_to: int | None = None, grad_fn: Callable | None = None,
+                    max_ratio: float = 0.9, round_to: int | str | None = None, grad_fn: Callable | None = None,
                     latency_device="cpu", latency_batch: int = 1, progress: Callable | None = None,
                     guard: Unprunable | None = None, measure: bool = True, patience: int = 8,
                     latency_rounds: int = LATENCY_ROUNDS) -> PruneOutcome:
@@ -198,6 +198,8 @@ def prune_to_target(model: nn.Module, example_inputs, method: str, speedup: floa
     global_pruning: None ranks in the method's designed scope (its `global_ranking`), True across layers,
         False per layer.
     max_steps: points of the pruning grid (its resolution), not the number of steps taken.
+    round_to: kept channel counts are multiples of N, or under "auto" (the CLI's default, `PruneOptions`) of 16 or
+        8 by each layer's width (`tp_fixes.rounding_unit`); None here: exact widths.
     grad_fn(model, pruner): called before every step for gradient-based methods (fills the gradients).
     progress(step, gflops_ratio, latency_ratio): called after every step.
     guard: the result of `find_unprunable` (computed here when None).

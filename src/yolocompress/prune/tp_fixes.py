@@ -104,13 +104,26 @@ class _RegularizerFollowsStep:
         return result
 
 
-def layer_floor(initial: int, max_ratio: float, round_to: int | None = None) -> int:
+ROUND_AUTO = "auto"
+
+
+def rounding_unit(round_to: int | str | None, channels: int) -> int | None:
+    """The multiple kept under `--round-to` by a layer of `channels` output channels (its original width): the
+    number given, or under "auto" 16 for layers of 64 channels or more and 8 for 32-63; narrower layers are not
+    rounded (16 ran fastest per GFLOP on CPU, docs/benchmarks.md; a multiple of 16 would freeze them)."""
+    if round_to == ROUND_AUTO:
+        return 16 if channels >= 64 else 8 if channels >= 32 else None
+    return round_to or None
+
+
+def layer_floor(initial: int, max_ratio: float, round_to: int | str | None = None) -> int:
     """The fewest output channels a layer of `initial` channels may keep: at most `max_ratio` of them go, at
-    least one stays, and with `round_to` the floor is a multiple of it (a layer narrower than one multiple is
-    never pruned)."""
+    least one stays, and with `round_to` the floor is a multiple of the layer's unit (a layer narrower than one
+    multiple is never pruned)."""
     floor = max(1, int(initial * (1.0 - max_ratio) + 1e-9))  # what per-layer ranking keeps at max_ratio
-    if round_to:
-        floor = max(round_to, math.ceil(floor / round_to) * round_to)
+    unit = rounding_unit(round_to, initial)
+    if unit:
+        floor = max(unit, math.ceil(floor / unit) * unit)
     return floor
 
 
@@ -145,10 +158,14 @@ class _WidthRules:
        channels for removal.
     Rounding: upstream `_round_to` rounds the kept channels *down* to a multiple, so the first step halves
     every 16-channel layer at `round_to=8` (overshooting a target) and never prunes a layer narrower than
-    `2 * round_to`. We round to the *nearest* multiple (at least one), so widths follow the ratio.
+    `2 * round_to`. We round to the *nearest* multiple (at least one), so widths follow the ratio. Under
+    `round_to="auto"` the multiple follows each layer's original width (`rounding_unit`), which upstream's
+    `_round_to` does not know: `_sized` rounds those groups instead.
     """
 
     def _round_to(self, n_pruned, current_channels, round_to):
+        if round_to == ROUND_AUTO:  # per layer, in _sized
+            return n_pruned
         keep = current_channels - n_pruned
         keep = max(round_to, int(math.floor(keep / round_to + 0.5)) * round_to)
         return max(current_channels - keep, 0)
@@ -156,30 +173,41 @@ class _WidthRules:
     def _prune(self):
         with _index_mapping_once_per_shape(self.DG):
             for group in super()._prune():
-                group = self._capped(group)
+                group = self._sized(group)
                 if group is not None:
                     yield group
 
-    def _capped(self, group):
+    def _sized(self, group):
+        """The group with as many channels as the rules allow: rounded under `auto` (by the layer's original
+        width), then capped at the layer's floor; the channels taken are the layer's least important."""
         dep, idxs = group[0].dep, list(group[0].idxs)
         if not idxs:  # rounding kept the layer as it is
             return None
         module, fn = dep.target.module, dep.handler
         if not self.DG.is_out_channel_pruning_fn(fn) or module not in self.layer_init_out_ch:
             return group
-        current = self.DG.get_out_channels(module)
-        if current is None or self.layer_init_out_ch[module] is None:
+        current, initial = self.DG.get_out_channels(module), self.layer_init_out_ch[module]
+        if current is None or initial is None:
             return group
-        allowed = current - layer_floor(self.layer_init_out_ch[module], self.max_pruning_ratio, self.round_to)
-        if len(idxs) <= allowed:
+        n = len(idxs)
+        unit = rounding_unit(self.round_to, initial) if self.round_to == ROUND_AUTO else None
+        if unit:
+            n = current - max(unit, int(math.floor((current - n) / unit + 0.5)) * unit)
+        n = min(n, current - layer_floor(initial, self.max_pruning_ratio, self.round_to))
+        if n == len(idxs):
             return group
-        if allowed <= 0:
+        if n <= 0:
             return None
         imp = self.estimate_importance(self.DG.get_pruning_group(module, fn, list(range(current))))
-        chosen = torch.as_tensor([int(i) for i in idxs])
-        if imp is not None:
-            chosen = chosen[torch.argsort(imp.view(-1).cpu()[chosen], stable=True)]
-        return self.DG.get_pruning_group(module, fn, sorted(int(i) for i in chosen[:allowed]))
+        if imp is None:
+            return group if n > len(idxs) else self.DG.get_pruning_group(module, fn, sorted(idxs)[:n])
+        imp = imp.view(-1).cpu()
+        if n < len(idxs):  # the least important of those the step chose
+            chosen = torch.as_tensor([int(i) for i in idxs])
+            chosen = chosen[torch.argsort(imp[chosen], stable=True)][:n]
+        else:  # rounded up: the layer's least important channels, which include the step's own
+            chosen = torch.argsort(imp, stable=True)[:n]
+        return self.DG.get_pruning_group(module, fn, sorted(int(i) for i in chosen))
 
 
 class FixedBasePruner(_FreshContainers, _WidthRules, tp.pruner.BasePruner):
