@@ -335,9 +335,9 @@ def test_round_to_keeps_every_pruned_layer_a_multiple():
     changed = [n for n in before if after[n] != before[n]]
     assert changed and all(after[n] % 4 == 0 for n in changed)
     assert pruned_counts(20, 8) == [4, 12] and pruned_counts(8, 8) == [] and pruned_counts(20)[0] == 1
-    # the default `auto`: 16s from 64 channels, 8s from 32, the plain grid below
-    assert pruned_counts(64, "auto") == [16, 32, 48] and pruned_counts(40, "auto") == [8, 16, 24, 32]
-    assert pruned_counts(16, "auto") == pruned_counts(16)
+    # the default `auto`: 16s from 32 channels, 8s from 16, the plain grid below
+    assert pruned_counts(64, "auto") == [16, 32, 48] and pruned_counts(40, "auto") == [8, 24]
+    assert pruned_counts(24, "auto") == [8, 16] and pruned_counts(12, "auto") == pruned_counts(12)
 
 
 def test_the_trial_view_puts_back_the_children_a_handler_prunes():

@@ -123,7 +123,7 @@ class PruneOptions:
     max_ratio: float = option(0.9, "largest share of one layer's channels to remove", type=open_ratio)
     round_to: int | str | None = option(
         ROUND_AUTO, "keep pruned channel counts multiples of N (nearest multiple, at least one); auto: 16 for "
-                    "layers of 64 channels or more, 8 for 32-63, narrower layers as they fall; none: no rounding "
+                    "layers of 32 channels or more, 8 for 16-31, narrower layers as they fall; none: no rounding "
                     "(docs/pruning.md measures them)", type=round_to_value, metavar="N|auto|none")
     finetune_epochs: int | None = option(None, "finetune epochs after pruning (default: --epochs; 0 prunes and "
                                                "reports without finetuning)", type=finetune_epochs)

@@ -109,10 +109,10 @@ ROUND_AUTO = "auto"
 
 def rounding_unit(round_to: int | str | None, channels: int) -> int | None:
     """The multiple kept under `--round-to` by a layer of `channels` output channels (its original width): the
-    number given, or under "auto" 16 for layers of 64 channels or more and 8 for 32-63; narrower layers are not
-    rounded (16 ran fastest per GFLOP on CPU, docs/benchmarks.md; a multiple of 16 would freeze them)."""
+    number given, or under "auto" 16 for layers of 32 channels or more and 8 for 16-31; narrower layers are not
+    rounded (16 ran fastest per GFLOP on CPU, docs/benchmarks.md; 8 still lets a 16-channel layer be halved)."""
     if round_to == ROUND_AUTO:
-        return 16 if channels >= 64 else 8 if channels >= 32 else None
+        return 16 if channels >= 32 else 8 if channels >= 16 else None
     return round_to or None
 
 
