@@ -5,7 +5,7 @@ import torch
 
 from yolocompress.prune.methods import METHODS, ranking_scope, torch_pruning_method_names
 from yolocompress.prune.speedup import prune_to_target
-from yolocompress.prune.tp_fixes import layer_floor
+from yolocompress.prune.tp_fixes import layer_floor, rounding_unit
 
 from .test_speedup import grad_fn_for
 from .tiny_yolos import IMGSZ, image, one_thread, tiny
@@ -66,27 +66,29 @@ def test_global_ranking_keeps_every_layer_above_its_floor_and_reports_who_reache
     assert set(out.at_max_ratio) == floor
 
 
-@pytest.mark.parametrize("round_to, width", [(8, None), (16, None), (32, 0.25)])
+@pytest.mark.parametrize("round_to, width", [(8, None), (16, None), (32, 0.25), ("auto", 0.25)])
 def test_round_to_on_every_method_keeps_multiples_and_lands_in_the_window(round_to, width):
-    """32 on yolov5n's real widths (16-256 channels): at 1/8 width most layers are narrower than two multiples."""
+    """32 and the default `auto` on yolov5n's real widths (16-256 channels): at 1/8 width most layers are narrower
+    than two multiples of 32. Under `auto` each layer's multiple follows its original width (16 or 8)."""
     for method in TP_METHODS:
         _, out = _prune("v5", method, width=width, round_to=round_to)
         changed = [r for r in out.per_layer if r["after"] != r["before"]]
-        assert changed and all(r["after"] % round_to == 0 for r in changed), (method, changed)
+        assert changed and all(r["after"] % rounding_unit(round_to, r["before"]) == 0 for r in changed), \
+            (method, changed)
         assert out.reached and WINDOW[0] <= out.speedup_gflops <= WINDOW[1], (method, out.speedup_gflops)
 
 
-@pytest.mark.parametrize("method, width", [("l1", 0.25), ("lamp", 0.25), ("l1", None)])
-def test_auto_rounding_follows_each_layer_width_and_lands_in_the_window(method, width):
-    """The default `--round-to auto`, on yolov5n's real widths (16-256 channels) and at 1/8 width (8-128): a layer
-    of 32 channels or more keeps multiples of 16, one of 16-31 multiples of 8, narrower ones prune unrounded."""
-    _, out = _prune("v5", method, width=width, round_to="auto")
+def test_auto_rounding_units_and_narrow_layers_pruned_unrounded():
+    """`auto`: 16 from 32 channels, 8 from 16; at 1/8 width (8-128 channels) per-layer `l1` still prunes the
+    8-channel layers (unrounded) and lands in the window."""
+    assert [rounding_unit("auto", c) for c in (8, 15, 16, 31, 32, 256)] == [None, None, 8, 8, 16, 16]
+    assert rounding_unit(None, 64) is None and rounding_unit(8, 64) == 8
+    _, out = _prune("v5", "l1", round_to="auto")
     changed = [r for r in out.per_layer if r["after"] != r["before"]]
-    assert changed and all(r["after"] % 16 == 0 for r in changed if r["before"] >= 32), changed
+    assert all(r["after"] % 16 == 0 for r in changed if r["before"] >= 32), changed
     assert all(r["after"] % 8 == 0 for r in changed if r["before"] >= 16), changed
+    assert any(r["after"] % 8 for r in changed if r["before"] < 16), changed
     assert out.reached and WINDOW[0] <= out.speedup_gflops <= WINDOW[1], out.speedup_gflops
-    if width is None:  # per layer: every layer loses its share, the 8-channel ones unrounded
-        assert any(r["after"] % 8 for r in changed if r["before"] < 16), changed
 
 
 def test_auto_is_the_default_rounding_and_none_turns_it_off():
