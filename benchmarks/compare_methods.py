@@ -26,8 +26,8 @@ from pathlib import Path
 
 from common import (FIXTURE, ROOT, Bench, add_bench_args, add_v7_args, kd_options, run_prune, run_train,
                     save_fp16, table)
-from yolocompress.core.stats import count_params
 from latency640 import architecture_key, as_cells, time_architectures
+from yolocompress.core.stats import count_params
 from yolocompress.engine.options import TrainOptions
 from yolocompress.models.checkpoint import load_model
 from yolocompress.prune.methods import sparse_method_names, torch_pruning_method_names

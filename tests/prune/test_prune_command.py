@@ -76,6 +76,7 @@ def test_prune_writes_the_run_folder_and_the_json_row(run):
     md = (d / "report.md").read_text()
     assert "| Model | Parameters | GFLOPs | Model Size | mAP50 | mAP50-95 | Inference Time (bs 2) |" in md
     assert "GFLOPs ratio" in md and "speed-up: GFLOPs" in md and "| latency" in md and "## Channels per layer" in md
+    assert "widths: --round-to auto (multiples of 16" in md  # the default rounding, said where the widths are read
     report = json.loads((d / "report.json").read_text())
     assert [r["Model"] for r in report["rows"]][0].startswith("baseline")
     assert report["rows"][1]["GFLOPs %"] == pytest.approx(100 * res["gflops"] / res["baseline"]["GFLOPs"])

@@ -40,7 +40,7 @@ from .methods import METHODS, accumulate_gradients, get_method
 from .options import PruneOptions
 from .pagcp import pagcp_strategy
 from .speedup import PruneOutcome, prune_to_target
-from .tp_fixes import prepare_model_for_pruning
+from .tp_fixes import ROUND_AUTO, prepare_model_for_pruning
 
 LOGGER = logging.getLogger("yolocompress")
 
@@ -308,6 +308,14 @@ def _ratio_notes(summary: dict, ratio, batch: int, device) -> list[str]:
     return notes
 
 
+def _widths_note(prune_options: dict) -> str:
+    """How the kept channel counts were rounded (a run recorded before `--round-to` existed: not rounded)."""
+    round_to = prune_options.get("round_to")
+    if round_to == ROUND_AUTO:
+        return "widths: --round-to auto (multiples of 16 in layers of 32 channels or more, of 8 in layers of 16-31)"
+    return f"widths: --round-to {round_to}" if round_to else "widths: not rounded (--round-to none)"
+
+
 def write_prune_report(result, meta: dict, save_dir: Path, prune: PruneOptions, train_opts: TrainOptions,
                        data) -> dict:
     weights = Path(result.best) if Path(result.best).is_file() else Path(result.last)
@@ -328,7 +336,7 @@ def write_prune_report(result, meta: dict, save_dir: Path, prune: PruneOptions, 
     steps = f" after {summary['steps']} steps" if summary.get("steps") else ""
     notes = [f"GFLOPs ratio {summary['speedup_gflops']:.3f}x; target {meta['speedup']}x by {meta['speedup_metric']}: "
              f"{summary['stop_reason']}{steps}",
-             *_ratio_notes(summary, ratio, batch, device),
+             *_ratio_notes(summary, ratio, batch, device), _widths_note((meta.get("prune_options") or {})),
              f"the pruning loop's own timing (one measurement each, indicative only): "
              f"{summary['latency_before']:.2f} -> {summary['latency_after']:.2f} ms at {lat_setting}, imgsz {imgsz}",
              f"{len(skipped)} group(s) skipped (listed below, each with every layer it keeps whole)",
