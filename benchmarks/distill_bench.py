@@ -44,7 +44,7 @@ from yolocompress.distill.options import DistillOptions
 from yolocompress.engine.api import train
 from yolocompress.engine.options import TrainOptions
 from yolocompress.engine.validator import Validator
-from yolocompress.models.builder import build_model
+from yolocompress.models.builder import build_model, load_config
 from yolocompress.models.checkpoint import load_model, read_checkpoint
 from yolocompress.report.tables import compare_rows, markdown_table
 
@@ -216,7 +216,7 @@ def setting_a(a: argparse.Namespace) -> None:
         make_demo_dataset(project / "digits", n_train=p.n_train, n_val=p.n_val, imgsz=p.imgsz, seed=p.data_seed)
     data = load_data_config(str(data_yaml))
     # the demo's changes for this data on each model's official recipe (yolov7-tiny: its tiny hyps, OTA loss)
-    official = Hyp.default_for(build_model(pair.teacher_cfg, nc=data.nc).yaml)
+    official = Hyp.default_for(load_config(pair.teacher_cfg))
     hyp = Hyp(**{**official.to_dict(), **dict(DEMO_RECIPE.hyp)})
     validator = Validator(data, p.imgsz, 32, a.device, a.workers)
 
