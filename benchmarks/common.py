@@ -102,7 +102,7 @@ class Results:
         self.data = json.loads(self.path.read_text()) if self.path.is_file() else {"rows": {}, "minutes": {}}
         new, old = vars(args), self.data.get("args", {})
         if not getattr(args, "latency_only", False):
-            changed = [k for k in RECIPE_KEYS if k in new and k in old
+            changed = [k for k in self._recipe_keys() if k in new and k in old
                        and in_checkout(new[k]) != in_checkout(old[k])]
             if changed and self.data["rows"]:
                 raise SystemExit(f"{self.path}: its rows were made with other settings ("
@@ -110,6 +110,13 @@ class Results:
                                  + "); use another --project or --out, or the recorded settings")
             self.data["args"] = new
         self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def _recipe_keys(self) -> list[str]:
+        """The recipe keys the rows already made depend on: the v7t baseline's options (`v7_*`) only once the
+        file holds v7t rows, so that the yolov7-tiny half of a comparison can start from a baseline chosen after
+        the yolov5n rows were made."""
+        has_v7 = any(k.startswith("v7t/") for k in self.data["rows"])
+        return [k for k in RECIPE_KEYS if has_v7 or not k.startswith("v7_")]
 
     def has(self, key: str) -> bool:
         return key in self.data["rows"]

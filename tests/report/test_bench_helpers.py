@@ -24,3 +24,19 @@ def test_recipe_paths_compare_by_their_place_in_the_checkout():
         "runs/compare-methods/data-train400/data.yaml"
     assert in_checkout("/work/wt/x/benchmarks/hyp.yolov7-tiny.digits.yaml") == "benchmarks/hyp.yolov7-tiny.digits.yaml"
     assert in_checkout("/data/elsewhere.yaml") == "/data/elsewhere.yaml" and in_checkout(4) == 4
+
+
+def test_v7_recipe_keys_bind_only_once_the_file_holds_v7t_rows(tmp_path):
+    from argparse import Namespace
+    from common import Results
+    out = tmp_path / "results.json"
+    first = Namespace(imgsz=192, v7_weights=None, v7_epochs=80)
+    r = Results(out, first)
+    r.add("v5n/baseline", {"mAP50-95": 0.48}, t0=0.0)
+    # the yolov5n rows do not depend on the v7t baseline: another one may be chosen for the v7t half
+    r = Results(out, Namespace(imgsz=192, v7_weights="v7t.pt", v7_epochs=80))
+    r.add("v7t/baseline", {"mAP50-95": 0.5}, t0=0.0)
+    with pytest.raises(SystemExit, match=r"v7_weights v7t.pt -> other.pt"):
+        Results(out, Namespace(imgsz=192, v7_weights="other.pt", v7_epochs=80))
+    with pytest.raises(SystemExit, match=r"imgsz 192 -> 128"):
+        Results(out, Namespace(imgsz=128, v7_weights="v7t.pt", v7_epochs=80))
