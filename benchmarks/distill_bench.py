@@ -27,6 +27,7 @@ import argparse
 import json
 import logging
 import os
+import statistics
 import subprocess
 import time
 from dataclasses import asdict, dataclass
@@ -46,7 +47,6 @@ from yolocompress.engine.options import TrainOptions
 from yolocompress.engine.validator import Validator
 from yolocompress.models.builder import build_model, load_config
 from yolocompress.models.checkpoint import load_model, read_checkpoint
-from yolocompress.report.tables import compare_rows, markdown_table
 
 LOGGER = logging.getLogger("yolocompress")
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -273,7 +273,7 @@ def setting_a(a: argparse.Namespace) -> None:
         for seed in range(1, a.extra_seeds + 1):
             for c in repeat:
                 student(c, seed)
-    print_table(results, a.configs_a, a.extra_seeds)
+    print("\nsetting (a)\n" + a_tables(results.data["rows"]))
 
 
 def student_model(pair: Pair, nc: int, seed: int, imgsz: int):
@@ -310,12 +310,48 @@ def kd_record(run_dir: Path) -> dict:
     return out
 
 
-def print_table(results: ResultsFile, configs: list[str], extra_seeds: int) -> None:
-    rows = [results.row(c) for c in configs if results.has(c)]
-    if results.has("none") and rows:
-        print("\nsetting (a), seed 0\n" + markdown_table(compare_rows(
-            [{k: v for k, v in r.items() if k in ("Model", "Parameters", "GFLOPs", "mAP50", "mAP50-95")}
-             for r in rows])))
+def a_tables(rows: dict, configs=A_CONFIGS) -> str:
+    """Setting (a)'s two tables as docs/benchmarks.md shows them, from a results file's rows: seed 0 (each row
+    against the no-teacher row), then every row run with more seeds (per seed, mean, min-max, mean delta)."""
+    def kind(config):
+        logit, feature = CONFIGS[config]
+        return "pair" if logit and feature else "logit" if logit else "feature" if feature else ""
+
+    def share(r):
+        return " + ".join(f"{r[k]:.2f}" for k in ("kd_logit_share_last", "kd_feature_share_last") if k in r)
+
+    out = ["| student | loss | share of the total loss (last epoch) | mAP50 | mAP50-95 | delta vs no teacher |",
+           "|---|---|---:|---:|---:|---:|"]
+    if "teacher" in rows:
+        t = rows["teacher"]
+        out.append(f"| {t['Model']} | | | {t['mAP50']:.4f} | {t['mAP50-95']:.4f} | |")
+    base = rows.get("none", {}).get("mAP50-95")
+    for c in [c for c in configs if c in rows]:
+        r = rows[c]
+        delta = "" if c == "none" or base is None else f"{r['mAP50-95'] - base:+.4f}"
+        name = "no teacher" if c == "none" else f"`{c}`"
+        out.append(f"| {name} | {kind(c)} | {share(r)} | {r['mAP50']:.4f} | {r['mAP50-95']:.4f} | {delta} |")
+    seeds = sorted({r.get("seed", 0) for r in rows.values()} - {0})
+    repeated = [c for c in configs if any(f"{c}@seed{s}" in rows for s in seeds)]
+    if not repeated:
+        return "\n".join(out)
+
+    def per_seed(c):
+        return [rows.get(c if s == 0 else f"{c}@seed{s}", {}).get("mAP50-95") for s in [0] + seeds]
+
+    out += ["", "| row | " + " | ".join(f"seed {s}" for s in [0] + seeds) + " | mean | min-max | sd | mean delta vs no teacher |",
+            "|---|" + "---:|" * (len(seeds) + 5)]
+    none = [v for v in per_seed("none") if v is not None] if "none" in repeated else []
+    for c in repeated:
+        vals = per_seed(c)
+        got = [v for v in vals if v is not None]
+        mean = sum(got) / len(got)
+        delta = f"{mean - sum(none) / len(none):+.4f}" if none and c != "none" else ""
+        cells = " | ".join("" if v is None else f"{v:.4f}" for v in vals)
+        sd = f"{statistics.stdev(got):.4f}" if len(got) > 1 else ""
+        out.append(f"| {'no teacher' if c == 'none' else f'`{c}`'} | {cells} | {mean:.4f} | "
+                   f"{min(got):.4f}-{max(got):.4f} | {sd} | {delta} |")
+    return "\n".join(out)
 
 
 # ---- setting (b) ---------------------------------------------------------------------------------------
@@ -449,6 +485,8 @@ def main() -> None:
                    help="--kd-auto-weight of each distillation term (re-set every epoch)")
     g.add_argument("--out-a", default=None, help="results file (default: benchmarks/results/distill_a.json for v5, "
                                                   "distill_a_v7.json for v7)")
+    g.add_argument("--table-only", action="store_true",
+                   help="print the tables of the results file of --a-pair (or --out-a) and stop")
     g = ap.add_argument_group("setting (b)")
     g.add_argument("--b-methods", nargs="+", default=["lamp@2.0", "lamp@3.0", "group_sl+sparse@2.0", "pagcp@2.0"],
                    help="METHOD@SPEEDUP pruned rows; METHOD+sparse prunes after --b-epochs of sparse training")
@@ -464,6 +502,10 @@ def main() -> None:
     os.environ.setdefault("YOLOCOMPRESS_NO_BAR", "1")
     torch.set_num_threads(a.threads)
     os.chdir(ROOT)
+    if a.table_only:
+        out = Path(a.out_a or RESULTS / f"{PAIRS[a.a_pair].results}.json")
+        print(a_tables(json.loads(out.read_text())["rows"]))
+        return
     for c in a.configs_a + a.configs_b + a.seed_configs:
         parse_config(c)
     if "a" in a.settings:
