@@ -167,9 +167,11 @@ def measure(label: str, weights, validator: Validator, nc: int, imgsz: int) -> d
             "mAP50": met["mAP50"], "mAP50-95": met["mAP50-95"], "weights": str(weights)}
 
 
-def train_row(opts: TrainOptions, *, cfg=None, weights=None, model=None, meta=None, hyp=None, callbacks_factory=None):
+def train_row(opts: TrainOptions, *, cfg=None, weights=None, model=None, meta=None, build=None, hyp=None,
+              callbacks_factory=None):
     """One training run; an interrupted run of the same name (its last.pt short of `epochs`) resumes instead,
-    and a run that had finished (killed while measuring) is not trained again."""
+    and a run that had finished (killed while measuring) is not trained again. `build()` -> (model, meta) makes
+    the starting model only when the run starts anew (a resumed run is its own model)."""
     wdir = Path(opts.project) / opts.name / "weights"
     last = wdir / "last.pt"
     state = read_checkpoint(last).get("train_state") if last.is_file() else None
@@ -181,6 +183,8 @@ def train_row(opts: TrainOptions, *, cfg=None, weights=None, model=None, meta=No
             return wdir / "best.pt"
         LOGGER.info(f"{last}: resuming an interrupted benchmark run")
         return train(opts, resume=str(last), callbacks_factory=callbacks_factory).best
+    if build is not None:
+        model, meta = build()
     return train(opts, cfg=cfg, weights=None if weights is None else str(weights), model=model, meta=meta, hyp=hyp,
                  callbacks_factory=callbacks_factory).best
 
@@ -253,9 +257,9 @@ def setting_a(a: argparse.Namespace) -> None:
             o = distill_options(config, p.kd_share)
             factory = lambda model, _data: [DistillCallback(model, str(teacher), o, imgsz=p.imgsz)]  # noqa: E731
         with Timer() as t:
-            model, meta = student_model(pair, data.nc, seed, p.imgsz)
             best = train_row(opts(f"{config}-s{seed}", p.student_epochs, seed, val_every=p.student_val_every),
-                             cfg=pair.student_cfg, model=model, meta=meta, hyp=hyp, callbacks_factory=factory)
+                             cfg=pair.student_cfg, build=lambda: student_model(pair, data.nc, seed, p.imgsz),
+                             hyp=hyp, callbacks_factory=factory)
         row = measure(f"{pair.student_name()} {config}" + (f" (seed {seed})" if seed else ""), best, validator,
                       data.nc, p.imgsz)
         results.add(key, {**row, "config": config, "seed": seed, **kd_record(best.parent.parent), **t.minutes()})
