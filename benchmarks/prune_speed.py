@@ -7,7 +7,7 @@ with another checkout first on PYTHONPATH; `--scope local|global` then pins the 
 a plain bool). Rows go to --out as they finish; a rerun skips them.
 
 usage: python benchmarks/prune_speed.py [--cfg yolov5s.yaml] [--methods l1 lamp ...] [--scope design|local|global]
-       [--speedup 2.0] [--round-to N] [--out runs/prune-speed/results.json]
+       [--speedup 2.0] [--round-to N|auto|none] [--out runs/prune-speed/results.json]
 """
 import argparse
 import hashlib
@@ -22,6 +22,7 @@ T_IMPORT = time.time()
 from yolocompress.core.hyp import Hyp  # noqa: E402
 from yolocompress.models.builder import Model, load_config  # noqa: E402
 from yolocompress.prune.methods import METHODS, torch_pruning_method_names  # noqa: E402
+from yolocompress.prune.options import round_to_value  # noqa: E402
 from yolocompress.prune.speedup import prune_to_target  # noqa: E402
 
 IMPORT_S = time.time() - T_IMPORT
@@ -64,7 +65,8 @@ def main():
                     help="ranking scope: each method's design (this checkout's table), or pinned for all")
     ap.add_argument("--speedup", type=float, default=2.0)
     ap.add_argument("--imgsz", type=int, default=640, help="image size GFLOPs are counted at")
-    ap.add_argument("--round-to", type=int, default=None)
+    ap.add_argument("--round-to", type=round_to_value, default=None,
+                    help="N, auto or none (default none: the rows recorded before auto became the CLI default)")
     ap.add_argument("--grad-batches", type=int, default=2)
     ap.add_argument("--grad-batch-size", type=int, default=8)
     ap.add_argument("--grad-imgsz", type=int, default=128)
