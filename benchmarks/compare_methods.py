@@ -12,6 +12,9 @@ Rows go to --out (default benchmarks/results/compare.json, tracked in git) as th
 one with another recipe is refused. The protocol (image size, training images, epochs) and its cost are in
 docs/benchmarks.md. Baselines: yolov5n = the official checkpoint of ../shared/fixtures/ (192 px); yolov7-tiny =
 --v7-weights, or trained here by our engine from --v7-cfg until its validation mAP stops rising (--v7-patience).
+The recorded grid's yolov7-tiny is benchmarks/results/compare_v7t_baseline_fp16.pt: trained on all training images
+at 192 px starting from the distillation benchmark's yolov7-tiny (docs/benchmarks.md says the command), because
+from scratch on this CPU it was still far from converged after 80 epochs.
 
 usage: python benchmarks/compare_methods.py [--models v5n v7t] [--methods l1 lamp ...] [--sparse-methods ...]
        [--top 3] [--speedups 2.0 3.0 4.0] [--finetune-epochs 4] [--sparse-epochs 4] [--train-images 400]
