@@ -316,7 +316,8 @@ def kd_record(run_dir: Path) -> dict:
 
 def a_tables(rows: dict, configs=A_CONFIGS) -> str:
     """Setting (a)'s two tables as docs/benchmarks.md shows them, from a results file's rows: seed 0 (each row
-    against the no-teacher row), then every row run with more seeds (per seed, mean, min-max, mean delta)."""
+    against the no-teacher row), then every row run with more seeds (per seed, mean, min-max, sd, and the mean of its per-seed deltas
+    against no teacher, over the seeds both have)."""
     def kind(config):
         logit, feature = CONFIGS[config]
         return "pair" if logit and feature else "logit" if logit else "feature" if feature else ""
@@ -343,14 +344,15 @@ def a_tables(rows: dict, configs=A_CONFIGS) -> str:
     def per_seed(c):
         return [rows.get(c if s == 0 else f"{c}@seed{s}", {}).get("mAP50-95") for s in [0] + seeds]
 
-    out += ["", "| row | " + " | ".join(f"seed {s}" for s in [0] + seeds) + " | mean | min-max | sd | mean delta vs no teacher |",
-            "|---|" + "---:|" * (len(seeds) + 5)]
-    none = [v for v in per_seed("none") if v is not None] if "none" in repeated else []
+    out += ["", "| row | " + " | ".join(f"seed {s}" for s in [0] + seeds)
+            + " | mean | min-max | sd | mean delta vs no teacher (same seeds) |", "|---|" + "---:|" * (len(seeds) + 5)]
+    none = per_seed("none")
     for c in repeated:
         vals = per_seed(c)
         got = [v for v in vals if v is not None]
         mean = sum(got) / len(got)
-        delta = f"{mean - sum(none) / len(none):+.4f}" if none and c != "none" else ""
+        paired = [v - n for v, n in zip(vals, none) if v is not None and n is not None]
+        delta = f"{sum(paired) / len(paired):+.4f}" if paired and c != "none" else ""
         cells = " | ".join("" if v is None else f"{v:.4f}" for v in vals)
         sd = f"{statistics.stdev(got):.4f}" if len(got) > 1 else ""
         out.append(f"| {'no teacher' if c == 'none' else f'`{c}`'} | {cells} | {mean:.4f} | "
