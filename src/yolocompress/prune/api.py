@@ -40,7 +40,7 @@ from .methods import METHODS, accumulate_gradients, get_method
 from .options import PruneOptions
 from .pagcp import pagcp_strategy
 from .speedup import PruneOutcome, prune_to_target
-from .tp_fixes import ROUND_AUTO, prepare_model_for_pruning
+from .tp_fixes import AUTO_UNITS, ROUND_AUTO, prepare_model_for_pruning
 
 LOGGER = logging.getLogger("yolocompress")
 
@@ -311,8 +311,12 @@ def _ratio_notes(summary: dict, ratio, batch: int, device) -> list[str]:
 def _widths_note(prune_options: dict) -> str:
     """How the kept channel counts were rounded (a run recorded before `--round-to` existed: not rounded)."""
     round_to = prune_options.get("round_to")
-    if round_to == ROUND_AUTO:
-        return "widths: --round-to auto (multiples of 16 in layers of 32 channels or more, of 8 in layers of 16-31)"
+    if round_to == ROUND_AUTO:  # worded from the rule itself (tp_fixes.AUTO_UNITS), so the two cannot drift
+        (least, unit), *narrower = AUTO_UNITS
+        parts = [f"multiples of {unit} in layers of {least} channels or more"]
+        for (upper, _), (least, unit) in zip(AUTO_UNITS, narrower):
+            parts.append(f"of {unit} in layers of {least}-{upper - 1}")
+        return f"widths: --round-to auto ({', '.join(parts)})"
     return f"widths: --round-to {round_to}" if round_to else "widths: not rounded (--round-to none)"
 
 

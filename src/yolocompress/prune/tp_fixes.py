@@ -105,6 +105,8 @@ class _RegularizerFollowsStep:
 
 
 ROUND_AUTO = "auto"
+# `--round-to auto`: (narrowest original width, the multiple kept), widest first; narrower layers are not rounded
+AUTO_UNITS = ((32, 16), (16, 8))
 
 
 def rounding_unit(round_to: int | str | None, channels: int) -> int | None:
@@ -112,7 +114,7 @@ def rounding_unit(round_to: int | str | None, channels: int) -> int | None:
     number given, or under "auto" 16 for layers of 32 channels or more and 8 for 16-31; narrower layers are not
     rounded (16 ran fastest per GFLOP on CPU, docs/benchmarks.md; 8 still lets a 16-channel layer be halved)."""
     if round_to == ROUND_AUTO:
-        return 16 if channels >= 32 else 8 if channels >= 16 else None
+        return next((unit for least, unit in AUTO_UNITS if channels >= least), None)
     return round_to or None
 
 
