@@ -4,6 +4,7 @@ distillation flags built the way the CLI builds them."""
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import logging
 import multiprocessing
@@ -131,9 +132,19 @@ class Results:
         LOGGER.info(f"benchmark row {key}: {row}")
 
     def save(self) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.data, indent=1, default=str))
-        tmp.replace(self.path)
+        """Write atomically, first taking in the rows another process added to the same file since this one read it,
+        so that two runs with disjoint rows (e.g. `--methods` split over two cores) can share one results file."""
+        with open(self.path.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if self.path.is_file():
+                on_disk = json.loads(self.path.read_text())
+                for part in ("rows", "minutes", "latency640"):
+                    theirs = {k: v for k, v in on_disk.get(part, {}).items() if k not in self.data.get(part, {})}
+                    if theirs:
+                        self.data.setdefault(part, {}).update(theirs)
+            tmp = self.path.with_suffix(f".tmp{os.getpid()}")
+            tmp.write_text(json.dumps(self.data, indent=1, default=str))
+            tmp.replace(self.path)
 
 
 def kd_options(logit: str | None = None, feature: str | None = None, teacher=None, logit_weight: float = 1.0,

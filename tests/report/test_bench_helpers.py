@@ -1,5 +1,6 @@
 """Helpers of the benchmark scripts (benchmarks/common.py): prune switches with values, and recipe paths that
 compare between checkouts (a later session's worktree resumes the rows of an earlier one)."""
+import json
 import sys
 from pathlib import Path
 
@@ -40,3 +41,17 @@ def test_v7_recipe_keys_bind_only_once_the_file_holds_v7t_rows(tmp_path):
         Results(out, Namespace(imgsz=192, v7_weights="other.pt", v7_epochs=80))
     with pytest.raises(SystemExit, match=r"imgsz 192 -> 128"):
         Results(out, Namespace(imgsz=128, v7_weights="v7t.pt", v7_epochs=80))
+
+
+def test_two_runs_sharing_a_results_file_keep_each_others_rows(tmp_path):
+    from argparse import Namespace
+    from common import Results
+    out = tmp_path / "results.json"
+    args = Namespace(imgsz=192)
+    first, second = Results(out, args), Results(out, args)  # both read the file before either wrote a row
+    first.add("v7t/lamp/2.0x", {"mAP50-95": 0.5}, t0=0.0)
+    second.add("v7t/pagcp/2.0x", {"mAP50-95": 0.6}, t0=0.0)
+    first.add("v7t/lamp/2.0x/kd", {"mAP50-95": 0.55}, t0=0.0)
+    rows = json.loads(out.read_text())["rows"]
+    assert set(rows) == {"v7t/lamp/2.0x", "v7t/pagcp/2.0x", "v7t/lamp/2.0x/kd"}
+    assert set(json.loads(out.read_text())["minutes"]) == set(rows)
