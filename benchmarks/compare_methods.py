@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 from common import (FIXTURE, ROOT, Bench, add_bench_args, add_v7_args, kd_options, run_prune, run_train,
-                    save_fp16, table)
+                    save_fp16)
 from latency640 import architecture_key, as_cells, time_architectures
 from yolocompress.core.stats import count_params
 from yolocompress.engine.options import TrainOptions
@@ -36,6 +36,7 @@ from yolocompress.models.checkpoint import load_model
 from yolocompress.prune.methods import sparse_method_names, torch_pruning_method_names
 from yolocompress.prune.options import SparseOptions
 from yolocompress.prune.sparse import sparse_command
+from yolocompress.report.tables import format_value
 
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "compare.json"
 
@@ -67,7 +68,7 @@ def main():
     a = ap.parse_args()
     a.out = a.out or str(DEFAULT_OUT)
     if a.table_only:
-        print_tables(json.loads(Path(a.out).read_text())["rows"], a.models)
+        print_tables(json.loads(Path(a.out).read_text()), a.models)
         return
     os.chdir(ROOT)  # the bench data.yaml's path is relative to the project checkout
     a.data = subset_data(a.data, a.train_images, Path(a.project)) if a.train_images else a.data
@@ -78,15 +79,41 @@ def main():
         run_all(b)
     if not a.no_latency640:
         latency640(b)
-    print_tables(b.results.data["rows"], a.models)
+    print_tables(b.results.data, a.models)
 
 
-def print_tables(rows: dict, models) -> None:
-    """One markdown table per baseline, every row against the baseline row (the first made)."""
+def print_tables(data: dict, models) -> None:
+    """One markdown table per baseline, the layout of docs/benchmarks.md."""
     for model in models:
-        mine = [r for k, r in rows.items() if k.startswith(model + "/")]
-        if mine:
-            print(f"\n{model}\n" + table(mine))
+        if any(k.startswith(model + "/") for k in data["rows"]):
+            print(f"\n{model}\n" + grid_table(data, model))
+
+
+LATENCY640 = [(f"CPU 640 {rt} bs{bs} speed-up", f"640 px {name} bs{bs}")
+              for rt, name in (("torch", "PyTorch"), ("ort", "onnxruntime")) for bs in (1, 32)]
+
+
+def grid_table(data: dict, model: str) -> str:
+    """Markdown of `model`'s rows: sizes, accuracy against the baseline and against the control finetuned the same
+    way (with or without distillation), wall minutes, and the 640-px speed-ups once that pass has run. The rows'
+    own 192-px latency is left out: it was timed beside the next row's training."""
+    rows, minutes = data["rows"], data.get("minutes", {})
+    mine = {k: r for k, r in rows.items() if k.startswith(model + "/")}
+    base = mine[f"{model}/baseline"]["mAP50-95"]
+    speed = [(col, head) for col, head in LATENCY640 if any(col in r for r in mine.values())]
+    head = ["row", "Parameters", "GFLOPs (192 px)", "mAP50", "mAP50-95", "vs baseline", "vs control (same KD)",
+            "minutes"] + [h for _, h in speed]
+    lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * 7 + "---|" * len(speed)]
+    for k, r in mine.items():
+        kind = k.split("/")[1]
+        control = rows.get(f"{model}/control" + ("/kd" if k.endswith("/kd") else ""))
+        vs_control = "" if kind in ("baseline", "control", "sparse") or not control else \
+            f"{r['mAP50-95'] - control['mAP50-95']:+.4f}"
+        cells = [r["Model"].removeprefix(model + " "), format_value("Parameters", r["Parameters"]),
+                 f"{r['GFLOPs']:.3f}", f"{r['mAP50']:.4f}", f"{r['mAP50-95']:.4f}", f"{r['mAP50-95'] - base:+.4f}",
+                 vs_control, f"{minutes.get(k, 0):.1f}"] + [str(r.get(col, "")) for col, _ in speed]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def subset_data(data_yaml, n: int, project: Path) -> str:

@@ -50,7 +50,8 @@ def compare_rows(rows: list[dict]) -> list[dict]:
     return out
 
 
-def _fmt_value(col: str, v) -> str:
+def format_value(col: str, v) -> str:
+    """The value alone, as a table cell prints it (`1.23M`, `12.34 MB`, `0.4567`)."""
     if not _is_number(v):
         return "" if v is None else str(v)
     if col.startswith("Parameters"):
@@ -68,7 +69,7 @@ def _fmt_value(col: str, v) -> str:
 
 def format_cell(row: dict, col: str) -> str:
     """`1.23M (52.1%)` or `0.4567 (-0.0123)`: the value and its comparison with the first row."""
-    text = _fmt_value(col, row.get(col))
+    text = format_value(col, row.get(col))
     if _is_number(row.get(col + PCT)):
         text += f" ({row[col + PCT]:.1f}%)"
     elif _is_number(row.get(col + DELTA)):

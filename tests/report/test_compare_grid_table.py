@@ -1,0 +1,41 @@
+"""The method-comparison grid prints its docs table from the results file alone (`compare_methods.py --table-only`),
+so that docs/benchmarks.md is regenerated from the recorded rows, never retyped."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+from compare_methods import grid_table  # noqa: E402
+
+
+def row(label, m, params=1_000_000, **extra):
+    return {"Model": label, "Parameters": params, "GFLOPs": 0.2, "mAP50": m + 0.2, "mAP50-95": m, **extra}
+
+
+def data(**extra_cells):
+    rows = {"v7t/baseline": row("v7t baseline", 0.60, 6_040_000),
+            "v7t/control": row("v7t control", 0.58, 6_040_000),
+            "v7t/control/kd": row("v7t control +KD l1", 0.59, 6_040_000),
+            "v7t/lamp/2.0x": row("v7t lamp 2.0x", 0.50, 99_400, **extra_cells),
+            "v7t/lamp/2.0x/kd": row("v7t lamp 2.0x +KD l1", 0.55, 99_400),
+            "v7t/sparse/slim": row("v7t slim sparse training", 0.57),
+            "v5n/baseline": row("v5n baseline", 0.48)}
+    return {"rows": rows, "minutes": {"v7t/lamp/2.0x": 3.25}}
+
+
+def cells(table: str, label: str) -> list[str]:
+    line = next(x for x in table.splitlines() if x.startswith(f"| {label} |"))
+    return [c.strip() for c in line.strip("|").split("|")]
+
+
+def test_pruned_rows_compare_with_the_control_finetuned_the_same_way():
+    t = grid_table(data(), "v7t")
+    assert cells(t, "lamp 2.0x") == ["lamp 2.0x", "99.4K", "0.200", "0.7000", "0.5000", "-0.1000", "-0.0800", "3.2"]
+    assert cells(t, "lamp 2.0x +KD l1")[5:7] == ["-0.0500", "-0.0400"]  # against the control with KD
+    assert cells(t, "slim sparse training")[6] == ""  # not a pruned row: no control delta
+    assert "v5n" not in t and "640 px" not in t
+
+
+def test_the_640px_speed_ups_appear_once_measured():
+    t = grid_table(data(**{"CPU 640 torch bs1 speed-up": "1.82x (1.75-1.90)"}), "v7t")
+    assert "640 px PyTorch bs1" in t.splitlines()[0] and "640 px onnxruntime bs32" not in t
+    assert cells(t, "lamp 2.0x")[-1] == "1.82x (1.75-1.90)" and cells(t, "lamp 2.0x +KD l1")[-1] == ""
