@@ -91,6 +91,10 @@ def in_checkout(value):
     return value
 
 
+# Keyed parts of a results file that several processes may add to at once (Results.save merges them key by key).
+SHARED_PARTS = ("rows", "minutes", "latency640")
+
+
 class Results:
     """A JSON file of finished rows, rewritten atomically after each one; `has(key)` lets a rerun skip them.
 
@@ -101,6 +105,7 @@ class Results:
     def __init__(self, path, args: argparse.Namespace):
         self.path = Path(path)
         self.data = json.loads(self.path.read_text()) if self.path.is_file() else {"rows": {}, "minutes": {}}
+        self._seen = json.loads(json.dumps(self.data))  # what save() compares with to find this process's changes
         new, old = vars(args), self.data.get("args", {})
         if not getattr(args, "latency_only", False):
             changed = [k for k in self._recipe_keys() if k in new and k in old
@@ -132,19 +137,27 @@ class Results:
         LOGGER.info(f"benchmark row {key}: {row}")
 
     def save(self) -> None:
-        """Write atomically, first taking in the rows another process added to the same file since this one read it,
-        so that two runs with disjoint rows (e.g. `--methods` split over two cores) can share one results file."""
+        """Write atomically, after taking in what another process added or remade in the same file since this one
+        last read or wrote it, so that two runs with disjoint rows (e.g. `--methods` split over two cores) can share
+        one results file: their rows are kept, not reverted to this process's older copies. Merged in place, so
+        references to `data`'s parts stay live."""
         with open(self.path.with_suffix(".lock"), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            if self.path.is_file():
-                on_disk = json.loads(self.path.read_text())
-                for part in ("rows", "minutes", "latency640"):
-                    theirs = {k: v for k, v in on_disk.get(part, {}).items() if k not in self.data.get(part, {})}
-                    if theirs:
-                        self.data.setdefault(part, {}).update(theirs)
+            disk = json.loads(self.path.read_text()) if self.path.is_file() else {}
+            for part, theirs in disk.items():
+                if part not in SHARED_PARTS:
+                    self.data.setdefault(part, theirs)
+                    continue
+                mine, seen = self.data.setdefault(part, {}), self._seen.get(part, {})
+                for k, v in theirs.items():
+                    changed_here = k in mine and (k not in seen or seen[k] != mine[k])
+                    if not changed_here and mine.get(k) != v:
+                        mine[k] = v
             tmp = self.path.with_suffix(f".tmp{os.getpid()}")
-            tmp.write_text(json.dumps(self.data, indent=1, default=str))
+            text = json.dumps(self.data, indent=1, default=str)
+            tmp.write_text(text)
             tmp.replace(self.path)
+            self._seen = json.loads(text)
 
 
 def kd_options(logit: str | None = None, feature: str | None = None, teacher=None, logit_weight: float = 1.0,

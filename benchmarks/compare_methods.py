@@ -62,6 +62,9 @@ def main():
     ap.add_argument("--table-only", action="store_true",
                     help="print the tables of the rows made so far (e.g. while a run is going) and stop")
     ap.add_argument("--latency640-rounds", type=int, default=3, help="interleaved passes of the 640-px timing")
+    ap.add_argument("--latency640-prepare", action="store_true",
+                    help="only make the architectures the 640-px pass times (rows whose run folders are gone are "
+                         "pruned again): the slow part, which may run beside other jobs; time later on a quiet machine")
     ap.add_argument("--latency640-batches", nargs="+", type=int, default=[1, 32],
                     help="batch sizes of the 640-px timing (1 and 32; smaller for a smoke run)")
     add_bench_args(ap, "compare-methods")
@@ -247,6 +250,10 @@ def latency640(b: Bench) -> None:
         arch = architecture_key(m)
         keys[k] = arch
         models.setdefault(arch, m)
+    if b.args.latency640_prepare:
+        print(f"{len(models)} architectures ready for the 640-px pass; time them on a quiet machine "
+              "(the same command without --latency640-prepare)")
+        return
     done = results.data.setdefault("latency640", {})
     for model in b.args.models:  # each baseline is the reference of its own rows
         base = keys.get(f"{model}/baseline")

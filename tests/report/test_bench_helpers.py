@@ -55,3 +55,25 @@ def test_two_runs_sharing_a_results_file_keep_each_others_rows(tmp_path):
     rows = json.loads(out.read_text())["rows"]
     assert set(rows) == {"v7t/lamp/2.0x", "v7t/pagcp/2.0x", "v7t/lamp/2.0x/kd"}
     assert set(json.loads(out.read_text())["minutes"]) == set(rows)
+
+
+def test_a_row_another_run_remade_is_not_reverted_by_this_runs_older_copy(tmp_path):
+    from argparse import Namespace
+    from common import Results
+    out = tmp_path / "results.json"
+    Results(out, Namespace(imgsz=192)).add("v5n/sparse/slim", {"weights": "gone.pt"}, t0=0.0)
+    grid, remake = Results(out, Namespace(imgsz=192)), Results(out, Namespace(imgsz=192))
+    remake.add("v5n/sparse/slim", {"weights": "made-again.pt"}, t0=0.0)
+    assert grid.row("v5n/sparse/slim")["weights"] == "gone.pt"  # still the old copy in this process ...
+    grid.add("v7t/lamp/2.0x", {"weights": "lamp.pt"}, t0=0.0)  # ... which it did not change
+    rows = json.loads(out.read_text())["rows"]
+    assert rows["v5n/sparse/slim"]["weights"] == "made-again.pt" and rows["v7t/lamp/2.0x"]["weights"] == "lamp.pt"
+    grid.data["rows"]["v7t/lamp/2.0x"]["bn_plot"] = "bn.png"  # a change made in place is this run's to write
+    grid.save()
+    assert json.loads(out.read_text())["rows"]["v7t/lamp/2.0x"]["bn_plot"] == "bn.png"
+    assert grid.row("v5n/sparse/slim")["weights"] == "made-again.pt"  # and the run now sees the other's rows
+    rows = grid.data["rows"]  # a reference taken before a save still writes through (latency640 holds one)
+    grid.save()
+    rows["v7t/lamp/2.0x"]["speed-up"] = "2.0x"
+    grid.save()
+    assert json.loads(out.read_text())["rows"]["v7t/lamp/2.0x"]["speed-up"] == "2.0x"
