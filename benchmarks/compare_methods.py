@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from common import (FIXTURE, ROOT, Bench, add_bench_args, add_v7_args, kd_options, run_prune, run_train,
@@ -39,6 +40,39 @@ from yolocompress.prune.sparse import sparse_command
 from yolocompress.report.tables import format_value
 
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "compare.json"
+UNPRUNED = ("baseline", "control", "sparse")  # row kinds that are not a pruning
+
+
+@dataclass(frozen=True)
+class RowKey:
+    """A row's key in the results file, `v7t/lamp/2.0x/kd`, `v5n/group_reg+sparse/4.0x`, `v5n/control/kd` or
+    `v5n/sparse/slim` (a sparse-training run): written and read here only."""
+    model: str
+    kind: str  # a method, or one of UNPRUNED
+    speedup: float | None = None
+    kd: bool = False
+    sparse: bool = False  # pruned from the method's own sparse-training run
+    method: str = ""  # of a sparse-training row
+
+    def __str__(self) -> str:
+        if self.kind == "sparse":
+            return f"{self.model}/sparse/{self.method}"
+        kind = self.kind + ("+sparse" if self.sparse else "")
+        speed = f"/{self.speedup}x" if self.speedup is not None else ""
+        return f"{self.model}/{kind}{speed}" + ("/kd" if self.kd else "")
+
+    @classmethod
+    def parse(cls, key: str) -> "RowKey":
+        model, kind, *rest = key.split("/")
+        if kind == "sparse":
+            return cls(model, kind, method=rest[0])
+        kd = rest[-1:] == ["kd"]
+        speed = [float(x.removesuffix("x")) for x in rest if x.endswith("x")]
+        return cls(model, kind.removesuffix("+sparse"), speed[0] if speed else None, kd, kind.endswith("+sparse"))
+
+    @property
+    def pruned(self) -> bool:
+        return self.kind not in UNPRUNED
 
 
 def main():
@@ -102,16 +136,15 @@ def grid_table(data: dict, model: str) -> str:
     own 192-px latency is left out: it was timed beside the next row's training."""
     rows, minutes = data["rows"], data.get("minutes", {})
     mine = {k: r for k, r in rows.items() if k.startswith(model + "/")}
-    base = mine[f"{model}/baseline"]["mAP50-95"]
+    base = mine[str(RowKey(model, "baseline"))]["mAP50-95"]
     speed = [(col, head) for col, head in LATENCY640 if any(col in r for r in mine.values())]
     head = ["row", "Parameters", "GFLOPs (192 px)", "mAP50", "mAP50-95", "vs baseline", "vs control (same KD)",
             "minutes"] + [h for _, h in speed]
     lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * 7 + "---|" * len(speed)]
     for k, r in mine.items():
-        kind = k.split("/")[1]
-        control = rows.get(f"{model}/control" + ("/kd" if k.endswith("/kd") else ""))
-        vs_control = "" if kind in ("baseline", "control", "sparse") or not control else \
-            f"{r['mAP50-95'] - control['mAP50-95']:+.4f}"
+        key = RowKey.parse(k)
+        control = rows.get(str(RowKey(model, "control", kd=key.kd)))
+        vs_control = f"{r['mAP50-95'] - control['mAP50-95']:+.4f}" if key.pruned and control else ""
         cells = [r["Model"].removeprefix(model + " "), format_value("Parameters", r["Parameters"]),
                  f"{r['GFLOPs']:.3f}", f"{r['mAP50']:.4f}", f"{r['mAP50-95']:.4f}", f"{r['mAP50-95'] - base:+.4f}",
                  vs_control, f"{minutes.get(k, 0):.1f}"] + [str(r.get(col, "")) for col, _ in speed]
@@ -142,7 +175,7 @@ def run_all(b: Bench):
     kd_label = f" +KD {a.kd}"
     for model in a.models:
         common = b.common_for(model)
-        key = f"{model}/baseline"
+        key = str(RowKey(model, "baseline"))
         if not results.has(key):
             t0 = time.time()
             weights = a.v5_weights if model == "v5n" else a.v7_weights
@@ -152,7 +185,7 @@ def run_all(b: Bench):
             b.add(key, f"{model} baseline", weights, t0)
         base = results.row(key)["weights"]
         for kd in kd_modes:  # extra epochs alone: what pruning must not be credited with
-            k = f"{model}/control" + ("/kd" if kd else "")
+            k = str(RowKey(model, "control", kd=kd))
             if not results.has(k):
                 t0 = time.time()
                 res = run_train(weights=base, epochs=a.finetune_epochs, name=k.replace("/", "-"), noautoanchor=True,
@@ -160,50 +193,52 @@ def run_all(b: Bench):
                 b.add(k, f"{model} control: baseline finetuned {a.finetune_epochs} epochs" + (kd_label if kd else ""),
                       res.best, t0)
 
-        def prune(method, speedup, kd, start=base, tag=""):
-            k = f"{model}/{method}{tag}/{speedup}x" + ("/kd" if kd else "")
+        def prune(method, speedup, kd, start=base, sparse=False):
+            k = str(RowKey(model, method, speedup, kd, sparse))
             if not results.has(k):
                 t0 = time.time()
                 res = run_prune(start, method, speedup, a.finetune_epochs, name=k.replace("/", "-"),
                                 kd=kd_options(a.kd, teacher=base) if kd else None, **common)
-                label = f"{model} {method}{' (Sparse)' if tag else ''} {speedup}x" + (kd_label if kd else "")
+                label = f"{model} {method}{' (Sparse)' if sparse else ''} {speedup}x" + (kd_label if kd else "")
                 b.add(k, label, res["best"], t0)
-                if tag:
-                    results.data["rows"][k]["bn_plot"] = results.row(f"{model}/sparse/{method}")["bn_plot"]
+                if sparse:
+                    bn_plot = results.row(str(RowKey(model, "sparse", method=method)))["bn_plot"]
+                    results.data["rows"][k]["bn_plot"] = bn_plot
                     results.save()
-            return k
 
         first, candidates = a.speedups[0], []
         for method in a.methods:
             for kd in kd_modes:
-                k = prune(method, first, kd)
-            candidates.append((method, base, ""))
+                prune(method, first, kd)
+            candidates.append((method, base, False))
         for method in a.sparse_methods:
             start = sparse_start(b, model, method)
             for kd in kd_modes:
-                prune(method, first, kd, start, "+sparse")
-            candidates.append((method, start, "+sparse"))
-        ranked = sorted(candidates, key=lambda c: -results.row(f"{model}/{c[0]}{c[2]}/{first}x")["mAP50-95"])
-        results.data.setdefault("top", {})[model] = [f"{m}{t}" for m, _, t in ranked[:a.top]]
+                prune(method, first, kd, start, sparse=True)
+            candidates.append((method, start, True))
+        ranked = sorted(candidates,
+                        key=lambda c: -results.row(str(RowKey(model, c[0], first, sparse=c[2])))["mAP50-95"])
+        results.data.setdefault("top", {})[model] = [m + ("+sparse" if sp else "") for m, _, sp in ranked[:a.top]]
         results.save()
         for speedup in a.speedups[1:]:
-            for method, start, tag in ranked[:a.top]:
+            for method, start, sparse in ranked[:a.top]:
                 for kd in kd_modes:
-                    prune(method, speedup, kd, start, tag)
+                    prune(method, speedup, kd, start, sparse)
 
 
 def sparse_start(b: Bench, model: str, method: str) -> str:
     """The baseline after `--sparse-epochs` of `yolocompress sparse --method METHOD` (its row; made again when
     its run folder is gone, e.g. in a later session's checkout)."""
     a, results, common = b.args, b.results, b.common_for(model)
-    k = f"{model}/sparse/{method}"
+    k = str(RowKey(model, "sparse", method=method))
     if not results.has(k) or not Path(results.row(k)["weights"]).is_file():
         t0 = time.time()
         opts = TrainOptions(data=str(common["data"]), hyp=str(common["hyp"]), imgsz=common["imgsz"],
                             batch_size=common["batch"], workers=common["workers"], device=common["device"],
                             project=str(common["project"]), name=k.replace("/", "-"), exist_ok=True,
                             seed=common["seed"], epochs=a.sparse_epochs, noautoanchor=True)
-        res = sparse_command(results.row(f"{model}/baseline")["weights"], SparseOptions(method=method), opts)
+        res = sparse_command(results.row(str(RowKey(model, "baseline")))["weights"], SparseOptions(method=method),
+                             opts)
         b.add(k, f"{model} {method} sparse training, {a.sparse_epochs} epochs (not pruned)", res["best"], t0)
         results.data["rows"][k]["bn_plot"] = str(Path(res["save_dir"]) / "bn_gamma.png")
         results.save()
@@ -217,21 +252,20 @@ def architecture_of(b: Bench, key: str) -> str:
     row = b.results.row(key)
     if Path(row["weights"]).is_file():
         return row["weights"]
-    model, kind, *rest = key.split("/")
-    base = b.results.row(f"{model}/baseline")["weights"]
-    if kind in ("baseline", "control", "sparse"):
+    k = RowKey.parse(key)
+    base = b.results.row(str(RowKey(k.model, "baseline")))["weights"]
+    if not k.pruned:
         return base
-    method, sparse = kind.removesuffix("+sparse"), kind.endswith("+sparse")
-    start = sparse_start(b, model, method) if sparse else base
-    speedup = float(rest[0].removesuffix("x"))
-    name = f"{model}-{kind}-{rest[0]}-architecture"
+    start = sparse_start(b, k.model, k.kind) if k.sparse else base
+    unfinetuned = RowKey(k.model, k.kind, k.speedup, sparse=k.sparse)  # the kd row has the same architecture
+    name = str(unfinetuned).replace("/", "-") + "-architecture"
     pruned = Path(b.args.project) / name / "pruned.pt"
     if not pruned.is_file():
-        common = dict(b.common_for(model), project=b.args.project)
-        pruned = Path(run_prune(start, method, speedup, 0, name=name, **common)["pruned"])
+        common = dict(b.common_for(k.model), project=b.args.project)
+        pruned = Path(run_prune(start, k.kind, k.speedup, 0, name=name, **common)["pruned"])
     made = count_params(load_model(pruned)[0])
     if made != row["Parameters"]:
-        raise SystemExit(f"error: pruning {kind} {speedup}x again gave {made:,} parameters, row {key} has "
+        raise SystemExit(f"error: pruning {unfinetuned} again gave {made:,} parameters, row {key} has "
                          f"{row['Parameters']:,}: its architecture cannot be timed; rerun that row")
     return str(pruned)
 
@@ -244,7 +278,7 @@ def latency640(b: Bench) -> None:
     rows = results.data["rows"]
     models, keys = {}, {}
     for k in rows:
-        if k.split("/")[0] not in b.args.models:
+        if RowKey.parse(k).model not in b.args.models:
             continue
         m = load_model(architecture_of(b, k), nc=b.data.nc)[0]
         arch = architecture_key(m)
@@ -256,8 +290,8 @@ def latency640(b: Bench) -> None:
         return
     done = results.data.setdefault("latency640", {})
     for model in b.args.models:  # each baseline is the reference of its own rows
-        base = keys.get(f"{model}/baseline")
-        archs = [base] + sorted({keys[k] for k in keys if k.startswith(model + "/")} - {base}) if base else []
+        base = keys.get(str(RowKey(model, "baseline")))
+        archs = [base] + sorted({keys[k] for k in keys if RowKey.parse(k).model == model} - {base}) if base else []
         todo = [x for x in archs if f"{model}:{x}" not in done]
         if not todo:
             continue
@@ -268,7 +302,7 @@ def latency640(b: Bench) -> None:
         results.save()
     for k, row in rows.items():
         if k in keys:
-            row.update(done.get(f"{k.split('/')[0]}:{keys[k]}", {}))
+            row.update(done.get(f"{RowKey.parse(k).model}:{keys[k]}", {}))
     results.save()
 
 

@@ -39,3 +39,14 @@ def test_the_640px_speed_ups_appear_once_measured():
     t = grid_table(data(**{"CPU 640 torch bs1 speed-up": "1.82x (1.75-1.90)"}), "v7t")
     assert "640 px PyTorch bs1" in t.splitlines()[0] and "640 px onnxruntime bs32" not in t
     assert cells(t, "lamp 2.0x")[-1] == "1.82x (1.75-1.90)" and cells(t, "lamp 2.0x +KD l1")[-1] == ""
+
+
+def test_every_recorded_row_key_reads_back_as_written():
+    import json
+    from compare_methods import DEFAULT_OUT, RowKey
+    keys = list(json.loads(DEFAULT_OUT.read_text())["rows"])
+    assert len(keys) > 40
+    assert [str(RowKey.parse(k)) for k in keys] == keys
+    k = RowKey.parse("v5n/group_reg+sparse/4.0x/kd")
+    assert (k.kind, k.speedup, k.kd, k.sparse, k.pruned) == ("group_reg", 4.0, True, True, True)
+    assert RowKey.parse("v5n/sparse/slim") == RowKey("v5n", "sparse", method="slim") and not RowKey("v5n", "control").pruned
