@@ -9,6 +9,7 @@ import json
 import logging
 import multiprocessing
 import os
+import shutil
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field, fields
@@ -22,6 +23,7 @@ from yolocompress.distill.api import distill_callbacks_factory
 from yolocompress.distill.options import DistillOptions
 from yolocompress.engine.api import train
 from yolocompress.core.hyp import Hyp
+from yolocompress.core.runrecord import options_record, write_record
 from yolocompress.engine.options import TrainOptions
 from yolocompress.models.checkpoint import load_model, read_checkpoint, save_checkpoint
 from yolocompress.prune.api import prune_command
@@ -197,17 +199,31 @@ def save_fp16(src, dst: Path) -> Path:
 
 def run_prune(weights, method: str, speedup: float, epochs: int, *, data, hyp, imgsz: int, batch: int, device: str,
               workers: int, project, name: str, seed: int = 0, switches=(), kd: DistillOptions | None = None,
-              round_to: int | str | None = None) -> dict:
+              round_to: int | str | None = None, pruned_as=None) -> dict:
     """`yolocompress prune ... --exist-ok` through the library; returns its summary (with `best`). With epochs=0
     only the pruning runs, and `best` is the pruned, not finetuned, model (for architecture and latency tables).
     `round_to` is pinned to no rounding, not the CLI's `auto`: the recorded rows of the benchmarks were made
-    before `auto` became the default, and a table must not mix the two (a `round-to=N` switch overrides it)."""
+    before `auto` became the default, and a table must not mix the two (a `round-to=N` switch overrides it).
+
+    `pruned_as`: the pruned.pt of another run of the same pruning (e.g. the row without distillation): pruning is
+    deterministic, so it is not made again (PAGCP on yolov7-tiny takes about 20 CPU-minutes); the run folder starts
+    as a prune run interrupted after its pruning, and `prune --resume` finetunes it (or continues its finetune)."""
     prune = PruneOptions(method=method, speedup=speedup, finetune_epochs=epochs,
                          **{"round_to": round_to, **prune_switches(switches)})
     opts = TrainOptions(data=str(data), hyp=str(hyp), imgsz=imgsz, batch_size=batch, workers=workers,
                         project=str(project), name=name, seed=seed, exist_ok=True, device=device or "",
                         epochs=max(epochs, 1))
-    return prune_command(str(weights), prune, opts, kd)
+    if pruned_as is None or not Path(pruned_as).is_file():
+        return prune_command(str(weights), prune, opts, kd)
+    save_dir = Path(project) / name
+    if not (save_dir / "pruned.pt").is_file():
+        save_dir.mkdir(parents=True, exist_ok=True)
+        write_record(save_dir, "prune", weights=str(weights), options=options_record(prune=prune, train=opts,
+                                                                                     distill=kd))
+        shutil.copyfile(pruned_as, save_dir / ".pruned.pt.copy")
+        (save_dir / ".pruned.pt.copy").replace(save_dir / "pruned.pt")
+        LOGGER.info(f"{save_dir}: finetuning the pruning of {pruned_as} (the same method and speed-up)")
+    return prune_command(None, prune, opts, kd, resume=str(save_dir))
 
 
 def run_train(*, data, hyp, epochs: int, imgsz: int, batch: int, device: str, workers: int, project, name: str,

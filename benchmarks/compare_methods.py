@@ -197,8 +197,10 @@ def run_all(b: Bench):
             k = str(RowKey(model, method, speedup, kd, sparse))
             if not results.has(k):
                 t0 = time.time()
+                twin = Path(a.project) / str(RowKey(model, method, speedup, sparse=sparse)).replace("/", "-")
                 res = run_prune(start, method, speedup, a.finetune_epochs, name=k.replace("/", "-"),
-                                kd=kd_options(a.kd, teacher=base) if kd else None, **common)
+                                kd=kd_options(a.kd, teacher=base) if kd else None,
+                                pruned_as=twin / "pruned.pt" if kd else None, **common)
                 label = f"{model} {method}{' (Sparse)' if sparse else ''} {speedup}x" + (kd_label if kd else "")
                 b.add(k, label, res["best"], t0)
                 if sparse:
