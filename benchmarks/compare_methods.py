@@ -135,7 +135,7 @@ def grid_table(data: dict, model: str) -> str:
     way (with or without distillation), wall minutes, and the 640-px speed-ups once that pass has run. The rows'
     own 192-px latency is left out: it was timed beside the next row's training."""
     rows, minutes = data["rows"], data.get("minutes", {})
-    mine = {k: r for k, r in rows.items() if k.startswith(model + "/")}
+    mine = {k: rows[k] for k in grid_order(data, model)}
     base = mine[str(RowKey(model, "baseline"))]["mAP50-95"]
     speed = [(col, head) for col, head in LATENCY640 if any(col in r for r in mine.values())]
     head = ["row", "Parameters", "GFLOPs (192 px)", "mAP50", "mAP50-95", "vs baseline", "vs control (same KD)",
@@ -150,6 +150,28 @@ def grid_table(data: dict, model: str) -> str:
                  vs_control, f"{minutes.get(k, 0):.1f}"] + [str(r.get(col, "")) for col, _ in speed]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def grid_order(data: dict, model: str) -> list[str]:
+    """`model`'s row keys in the grid's order, whatever order parallel processes finished them in: baseline and
+    controls; each method at the first speed-up (the method table's order, PAGCP last); each sparse run followed by
+    its pruned rows; then each higher speed-up, its methods in the ranking that chose them; without before with KD."""
+    keys = [RowKey.parse(k) for k in data["rows"] if k.startswith(model + "/")]
+    order = torch_pruning_method_names() + ["pagcp"]
+    top = data.get("top", {}).get(model, [])
+    first = min((k.speedup for k in keys if k.pruned), default=0.0)
+
+    def place(k: RowKey):
+        if not k.pruned and k.kind != "sparse":
+            return (0.0, 0, 0, 0 if k.kind == "baseline" else 1 + k.kd)
+        method = k.method if k.kind == "sparse" else k.kind
+        name = method + ("+sparse" if k.sparse or k.kind == "sparse" else "")
+        rank = top.index(name) if k.pruned and k.speedup != first and name in top else len(top) + (
+            order.index(method) if method in order else len(order))
+        sparse_block = k.kind == "sparse" or (k.sparse and k.speedup == first)  # later speed-ups: by rank only
+        return (first if k.kind == "sparse" else k.speedup, int(sparse_block), rank,
+                -1 if k.kind == "sparse" else int(k.kd))
+    return [str(k) for k in sorted(keys, key=place)]
 
 
 def subset_data(data_yaml, n: int, project: Path) -> str:

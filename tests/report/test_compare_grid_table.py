@@ -50,3 +50,18 @@ def test_every_recorded_row_key_reads_back_as_written():
     k = RowKey.parse("v5n/group_reg+sparse/4.0x/kd")
     assert (k.kind, k.speedup, k.kd, k.sparse, k.pruned) == ("group_reg", 4.0, True, True, True)
     assert RowKey.parse("v5n/sparse/slim") == RowKey("v5n", "sparse", method="slim") and not RowKey("v5n", "control").pruned
+
+
+def test_rows_finished_by_parallel_processes_print_in_the_grids_order():
+    import random
+    from compare_methods import grid_order
+    expected = ["v7t/baseline", "v7t/control", "v7t/control/kd", "v7t/l1/2.0x", "v7t/l1/2.0x/kd", "v7t/lamp/2.0x",
+                "v7t/pagcp/2.0x", "v7t/pagcp/2.0x/kd", "v7t/sparse/slim", "v7t/slim+sparse/2.0x",
+                "v7t/slim+sparse/2.0x/kd", "v7t/sparse/group_reg", "v7t/group_reg+sparse/2.0x",
+                "v7t/pagcp/3.0x", "v7t/pagcp/3.0x/kd", "v7t/group_reg+sparse/3.0x", "v7t/lamp/3.0x",
+                "v7t/pagcp/4.0x"]
+    shuffled = expected[:]
+    random.Random(0).shuffle(shuffled)
+    data = {"rows": {k: {} for k in shuffled + ["v5n/baseline"]},
+            "top": {"v7t": ["pagcp", "group_reg+sparse", "lamp"]}}
+    assert grid_order(data, "v7t") == expected
