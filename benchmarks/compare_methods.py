@@ -155,11 +155,14 @@ def grid_table(data: dict, model: str) -> str:
 def grid_order(data: dict, model: str) -> list[str]:
     """`model`'s row keys in the grid's order, whatever order parallel processes finished them in: baseline and
     controls; each method at the first speed-up (the method table's order, PAGCP last); each sparse run followed by
-    its pruned rows; then each higher speed-up, its methods in the ranking that chose them; without before with KD."""
+    its pruned rows; then each higher speed-up, its methods in the ranking that chose them (mAP50-95 at the first
+    speed-up without KD, as run_all ranks); without before with KD."""
     keys = [RowKey.parse(k) for k in data["rows"] if k.startswith(model + "/")]
     order = torch_pruning_method_names() + ["pagcp"]
-    top = data.get("top", {}).get(model, [])
     first = min((k.speedup for k in keys if k.pruned), default=0.0)
+    at_first = {k.kind + ("+sparse" if k.sparse else ""): data["rows"][str(k)]["mAP50-95"] for k in keys
+                if k.pruned and k.speedup == first and not k.kd}
+    top = sorted(at_first, key=lambda name: -at_first[name])
 
     def place(k: RowKey):
         if not k.pruned and k.kind != "sparse":
