@@ -23,7 +23,7 @@ from yolocompress.distill.api import distill_callbacks_factory
 from yolocompress.distill.options import DistillOptions
 from yolocompress.engine.api import train
 from yolocompress.core.hyp import Hyp
-from yolocompress.core.runrecord import options_record, write_record
+from yolocompress.core.runrecord import options_record, read_record, write_record
 from yolocompress.engine.options import TrainOptions
 from yolocompress.models.checkpoint import load_model, read_checkpoint, save_checkpoint
 from yolocompress.prune.api import prune_command
@@ -213,9 +213,10 @@ def run_prune(weights, method: str, speedup: float, epochs: int, *, data, hyp, i
     opts = TrainOptions(data=str(data), hyp=str(hyp), imgsz=imgsz, batch_size=batch, workers=workers,
                         project=str(project), name=name, seed=seed, exist_ok=True, device=device or "",
                         epochs=max(epochs, 1))
-    if pruned_as is None or not Path(pruned_as).is_file():
-        return prune_command(str(weights), prune, opts, kd)
     save_dir = Path(project) / name
+    finished = (read_record(save_dir) or {}).get("finished")  # a run made whole before: made again, as without a twin
+    if pruned_as is None or not Path(pruned_as).is_file() or finished:
+        return prune_command(str(weights), prune, opts, kd)
     if not (save_dir / "pruned.pt").is_file():
         save_dir.mkdir(parents=True, exist_ok=True)
         write_record(save_dir, "prune", weights=str(weights), options=options_record(prune=prune, train=opts,

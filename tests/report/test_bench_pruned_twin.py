@@ -37,3 +37,6 @@ def test_a_row_finetuned_from_its_twins_pruning_equals_a_fresh_prune_run(demo_da
     assert (tmp_path / "runs/twin/report.md").is_file()
     with pytest.raises(AssertionError, match="pruned again"):  # and without a twin, it would have pruned
         run_prune(tmp_path / "base.pt", "l1", 2.0, 1, name="alone", pruned_as=tmp_path / "missing.pt", **common)
+    with pytest.raises(AssertionError, match="pruned again"):  # a finished run is made again whole, not "resumed"
+        run_prune(tmp_path / "base.pt", "l1", 2.0, 1, name="twin", pruned_as=tmp_path / "runs/fresh/pruned.pt",
+                  **common)
