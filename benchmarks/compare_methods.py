@@ -160,9 +160,7 @@ def grid_order(data: dict, model: str) -> list[str]:
     keys = [RowKey.parse(k) for k in data["rows"] if k.startswith(model + "/")]
     order = torch_pruning_method_names() + ["pagcp"]
     first = min((k.speedup for k in keys if k.pruned), default=0.0)
-    at_first = {k.kind + ("+sparse" if k.sparse else ""): data["rows"][str(k)]["mAP50-95"] for k in keys
-                if k.pruned and k.speedup == first and not k.kd}
-    top = sorted(at_first, key=lambda name: -at_first[name])
+    top = ranked_names(data["rows"], model, first)
 
     def place(k: RowKey):
         if not k.pruned and k.kind != "sparse":
@@ -175,6 +173,15 @@ def grid_order(data: dict, model: str) -> list[str]:
         return (first if k.kind == "sparse" else k.speedup, int(sparse_block), rank,
                 -1 if k.kind == "sparse" else int(k.kd))
     return [str(k) for k in sorted(keys, key=place)]
+
+
+def ranked_names(rows: dict, model: str, speedup: float) -> list[str]:
+    """Methods (`lamp`, `group_reg+sparse`) of `model`'s rows at `speedup` without KD, best mAP50-95 first: the
+    ranking that picks the methods of the higher speed-ups (run_all) and orders their rows (grid_order)."""
+    keys = [RowKey.parse(k) for k in rows if k.startswith(model + "/")]
+    score = {k.kind + ("+sparse" if k.sparse else ""): rows[str(k)]["mAP50-95"] for k in keys
+             if k.pruned and k.speedup == speedup and not k.kd}
+    return sorted(score, key=lambda name: -score[name])
 
 
 def subset_data(data_yaml, n: int, project: Path) -> str:
@@ -243,10 +250,8 @@ def run_all(b: Bench):
             for kd in kd_modes:
                 prune(method, first, kd, start, sparse=True)
             candidates.append((method, start, True))
-        ranked = sorted(candidates,
-                        key=lambda c: -results.row(str(RowKey(model, c[0], first, sparse=c[2])))["mAP50-95"])
-        results.data.setdefault("top", {})[model] = [m + ("+sparse" if sp else "") for m, _, sp in ranked[:a.top]]
-        results.save()
+        order = ranked_names(results.data["rows"], model, first)
+        ranked = sorted(candidates, key=lambda c: order.index(c[0] + ("+sparse" if c[2] else "")))
         for speedup in a.speedups[1:]:
             for method, start, sparse in ranked[:a.top]:
                 for kd in kd_modes:

@@ -316,8 +316,8 @@ def kd_record(run_dir: Path) -> dict:
 
 def a_tables(rows: dict, configs=A_CONFIGS) -> str:
     """Setting (a)'s two tables as docs/benchmarks.md shows them, from a results file's rows: seed 0 (each row
-    against the no-teacher row), then every row run with more seeds (per seed, mean, min-max, sd, and the mean of its per-seed deltas
-    against no teacher, over the seeds both have)."""
+    against the no-teacher row), then every row run with more seeds (per seed, mean, min-max, sd, and the mean of
+    its per-seed deltas against no teacher, over the seeds both have)."""
     def kind(config):
         logit, feature = CONFIGS[config]
         return "pair" if logit and feature else "logit" if logit else "feature" if feature else ""
