@@ -19,6 +19,8 @@ from typing import Callable
 
 import torch
 
+from yolocompress.core.errors import DataError
+from yolocompress.data.dataset import load_data_config
 from yolocompress.distill.api import distill_callbacks_factory
 from yolocompress.distill.options import DistillOptions
 from yolocompress.engine.api import train
@@ -205,9 +207,11 @@ def run_prune(weights, method: str, speedup: float, epochs: int, *, data, hyp, i
     `round_to` is pinned to no rounding, not the CLI's `auto`: the recorded rows of the benchmarks were made
     before `auto` became the default, and a table must not mix the two (a `round-to=N` switch overrides it).
 
-    `pruned_as`: the pruned.pt of another run of the same pruning (e.g. the row without distillation): pruning is
-    deterministic, so it is not made again (PAGCP on yolov7-tiny takes about 20 CPU-minutes); the run folder starts
-    as a prune run interrupted after its pruning, and `prune --resume` finetunes it (or continues its finetune)."""
+    `pruned_as`: the pruned.pt of another run of the same pruning (e.g. the row without distillation, or the same
+    row of a grid with a shorter finetune): pruning is deterministic, so it is not made again (PAGCP on yolov7-tiny
+    takes about 20 CPU-minutes); the run folder starts as a prune run interrupted after its pruning, and `prune
+    --resume` finetunes it (or continues its finetune). Used only when that run's record shows the same pruning
+    (`same_pruning`); otherwise this run prunes itself."""
     prune = PruneOptions(method=method, speedup=speedup, finetune_epochs=epochs,
                          **{"round_to": round_to, **prune_switches(switches)})
     opts = TrainOptions(data=str(data), hyp=str(hyp), imgsz=imgsz, batch_size=batch, workers=workers,
@@ -215,7 +219,7 @@ def run_prune(weights, method: str, speedup: float, epochs: int, *, data, hyp, i
                         epochs=max(epochs, 1))
     save_dir = Path(project) / name
     finished = (read_record(save_dir) or {}).get("finished")  # a run made whole before: made again, as without a twin
-    if pruned_as is None or not Path(pruned_as).is_file() or finished:
+    if pruned_as is None or finished or not same_pruning(Path(pruned_as), weights, prune, opts):
         return prune_command(str(weights), prune, opts, kd)
     if not (save_dir / "pruned.pt").is_file():
         save_dir.mkdir(parents=True, exist_ok=True)
@@ -225,6 +229,33 @@ def run_prune(weights, method: str, speedup: float, epochs: int, *, data, hyp, i
         (save_dir / ".pruned.pt.copy").replace(save_dir / "pruned.pt")
         LOGGER.info(f"{save_dir}: finetuning the pruning of {pruned_as} (the same method and speed-up)")
     return prune_command(None, prune, opts, kd, resume=str(save_dir))
+
+
+def same_pruning(pruned: Path, weights, prune: PruneOptions, opts: TrainOptions) -> bool:
+    """Whether `pruned` (a prune run's pruned.pt) is what `prune` would make of `weights`: its run record names the
+    same weights and pruning options (the finetune's length aside), and the same training images, image size,
+    batch, hyperparameters and seed (the data-driven methods rank channels by losses and gradients on them)."""
+    record = read_record(pruned.parent) if pruned.is_file() else None
+    if not record or record.get("run") != "prune":
+        return False
+    saved = record.get("options") or {}
+    theirs, ours = dict(saved.get("prune") or {}), options_record(prune=prune)["prune"]
+    theirs.pop("finetune_epochs", None), ours.pop("finetune_epochs", None)
+    train_then, train_now = saved.get("train") or {}, options_record(train=opts)["train"]
+    same = (record.get("weights") == str(weights) and theirs == ours
+            and all(train_then.get(f) == train_now[f] for f in ("imgsz", "batch_size", "hyp", "seed"))
+            and training_images(train_then.get("data")) == training_images(opts.data) is not None)
+    if not same:
+        LOGGER.info(f"{pruned}: another pruning or recipe than this {prune.method} {prune.speedup}x run; pruning again")
+    return same
+
+
+def training_images(data_yaml) -> list[str] | None:
+    """The training image list of a data yaml (None when it is gone or unreadable: not provably the same data)."""
+    try:
+        return sorted(str(p) for p in load_data_config(str(data_yaml)).train)
+    except DataError:
+        return None
 
 
 def run_train(*, data, hyp, epochs: int, imgsz: int, batch: int, device: str, workers: int, project, name: str,

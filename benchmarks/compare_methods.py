@@ -37,7 +37,7 @@ from yolocompress.models.checkpoint import load_model
 from yolocompress.prune.methods import sparse_method_names, torch_pruning_method_names
 from yolocompress.prune.options import SparseOptions
 from yolocompress.prune.sparse import sparse_command
-from yolocompress.report.tables import format_value
+from yolocompress.report.tables import format_value, markdown_table
 
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "compare.json"
 UNPRUNED = ("baseline", "control", "sparse")  # row kinds that are not a pruning
@@ -92,6 +92,12 @@ def main():
     ap.add_argument("--sparse-epochs", type=int, default=4, help="epochs of each sparse-training run")
     ap.add_argument("--train-images", type=int, default=400,
                     help="first N training images (sorted) for every run; 0 = all (the protocol, docs/benchmarks.md)")
+    ap.add_argument("--pruned-from", default=None, metavar="PROJECT",
+                    help="another grid's run folder (e.g. runs/compare-methods): a row whose pruning is there, made "
+                         "the same way, finetunes that pruned.pt instead of pruning again (e.g. a longer finetune)")
+    ap.add_argument("--no-controls", action="store_true",
+                    help="leave the control rows to another process making the same grid (two processes training "
+                         "one control into one run folder would spoil it)")
     ap.add_argument("--no-latency640", action="store_true", help="skip the 640-px latency pass at the end")
     ap.add_argument("--table-only", action="store_true",
                     help="print the tables of the rows made so far (e.g. while a run is going) and stop")
@@ -140,16 +146,16 @@ def grid_table(data: dict, model: str) -> str:
     speed = [(col, head) for col, head in LATENCY640 if any(col in r for r in mine.values())]
     head = ["row", "Parameters", "GFLOPs (192 px)", "mAP50", "mAP50-95", "vs baseline", "vs control (same KD)",
             "minutes"] + [h for _, h in speed]
-    lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * 7 + "---|" * len(speed)]
+    cells = []
     for k, r in mine.items():
         key = RowKey.parse(k)
         control = rows.get(str(RowKey(model, "control", kd=key.kd)))
         vs_control = f"{r['mAP50-95'] - control['mAP50-95']:+.4f}" if key.pruned and control else ""
-        cells = [r["Model"].removeprefix(model + " "), format_value("Parameters", r["Parameters"]),
-                 f"{r['GFLOPs']:.3f}", f"{r['mAP50']:.4f}", f"{r['mAP50-95']:.4f}", f"{r['mAP50-95'] - base:+.4f}",
-                 vs_control, f"{minutes.get(k, 0):.1f}"] + [str(r.get(col, "")) for col, _ in speed]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        cells.append(dict(zip(head, [
+            r["Model"].removeprefix(model + " "), format_value("Parameters", r["Parameters"]), f"{r['GFLOPs']:.3f}",
+            f"{r['mAP50']:.4f}", f"{r['mAP50-95']:.4f}", f"{r['mAP50-95'] - base:+.4f}", vs_control,
+            f"{minutes.get(k, 0):.1f}"] + [r.get(col, "") for col, _ in speed])))
+    return markdown_table(cells, head, right_aligned=head[1:8])
 
 
 def grid_order(data: dict, model: str) -> list[str]:
@@ -216,7 +222,7 @@ def run_all(b: Bench):
                 weights = save_fp16(best, Path(a.out).with_name(f"{Path(a.out).stem}_{model}_baseline_fp16.pt"))
             b.add(key, f"{model} baseline", weights, t0)
         base = results.row(key)["weights"]
-        for kd in kd_modes:  # extra epochs alone: what pruning must not be credited with
+        for kd in [] if a.no_controls else kd_modes:  # extra epochs alone: what pruning must not be credited with
             k = str(RowKey(model, "control", kd=kd))
             if not results.has(k):
                 t0 = time.time()
@@ -229,10 +235,11 @@ def run_all(b: Bench):
             k = str(RowKey(model, method, speedup, kd, sparse))
             if not results.has(k):
                 t0 = time.time()
-                twin = Path(a.project) / str(RowKey(model, method, speedup, sparse=sparse)).replace("/", "-")
+                twin = str(RowKey(model, method, speedup, sparse=sparse)).replace("/", "-")
+                earlier = [Path(p) / twin / "pruned.pt" for p in ([a.project] if kd else []) + [a.pruned_from] if p]
                 res = run_prune(start, method, speedup, a.finetune_epochs, name=k.replace("/", "-"),
                                 kd=kd_options(a.kd, teacher=base) if kd else None,
-                                pruned_as=twin / "pruned.pt" if kd else None, **common)
+                                pruned_as=next((p for p in earlier if p.is_file()), None), **common)
                 label = f"{model} {method}{' (Sparse)' if sparse else ''} {speedup}x" + (kd_label if kd else "")
                 b.add(k, label, res["best"], t0)
                 if sparse:

@@ -40,3 +40,32 @@ def test_a_row_finetuned_from_its_twins_pruning_equals_a_fresh_prune_run(demo_da
     with pytest.raises(AssertionError, match="pruned again"):  # a finished run is made again whole, not "resumed"
         run_prune(tmp_path / "base.pt", "l1", 2.0, 1, name="twin", pruned_as=tmp_path / "runs/fresh/pruned.pt",
                   **common)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_a_pruning_is_reused_only_when_its_record_shows_the_same_pruning(demo_data, tmp_path, monkeypatch):
+    """`compare_methods.py --pruned-from`: the grid again with a longer finetune reuses the earlier grid's prunings,
+    but never one made from other options, weights or data (it would be another architecture under the same row)."""
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "base.pt", Model(tiny_config()))
+    common = dict(data=demo_data, hyp=ROOT / "src/yolocompress/core/hyps/scratch-low.yaml", imgsz=64, batch=4,
+                  device="cpu", workers=0)
+    run_prune(tmp_path / "base.pt", "l1", 2.0, 0, name="short", project=tmp_path / "grid1", **common)
+    earlier = tmp_path / "grid1/short/pruned.pt"
+
+    import yolocompress.prune.api as api
+    real = api.prune_model
+    pruned = []
+
+    def counting(*args, **kwargs):
+        pruned.append(1)
+        return real(*args, **kwargs)
+    monkeypatch.setattr(api, "prune_model", counting)
+    longer = dict(project=tmp_path / "grid2", pruned_as=earlier, **common)
+    run_prune(tmp_path / "base.pt", "l1", 2.0, 2, name="long", **longer)  # finetune length aside: the same pruning
+    assert pruned == []
+    assert (tmp_path / "grid2/long/weights/best.pt").is_file()
+    run_prune(tmp_path / "base.pt", "l1", 3.0, 1, name="faster", **longer)  # another speed-up
+    run_prune(tmp_path / "base.pt", "random", 2.0, 1, name="other", **longer)  # another method
+    run_prune(tmp_path / "base.pt", "l1", 2.0, 1, name="seed", **{**longer, "seed": 1})  # another recipe
+    assert len(pruned) == 3

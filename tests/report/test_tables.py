@@ -38,6 +38,7 @@ def test_markdown_has_the_usual_columns_and_cells():
     assert md[0] == "| Model | Parameters | GFLOPs | Model Size | mAP50 | mAP50-95 | Inference Time (bs 32) |"
     assert md[3] == ("| pruned | 0.88M (50.0%) | 2.10 (50.0%) | 1.95 MB (50.0%) | 0.4800 (-0.0200) | "
                      "0.2900 (-0.0100) | 12.50 ms (62.5%) |")
+    assert markdown_table(rows, ["Model", "GFLOPs"], right_aligned=["GFLOPs"]).splitlines()[1] == "|---|---:|"
     assert format_cell({"GFLOPs": 0.0119}, "GFLOPs") == "0.0119"
     assert format_cell({"Parameters": 45_000}, "Parameters") == "45.0K"
 

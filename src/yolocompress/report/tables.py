@@ -86,9 +86,11 @@ def table_columns(rows: list[dict]) -> list[str]:
     return known + [c for c in seen if c not in known]
 
 
-def markdown_table(rows: list[dict], columns: list[str] | None = None) -> str:
+def markdown_table(rows: list[dict], columns: list[str] | None = None, right_aligned=()) -> str:
+    """`right_aligned`: columns whose cells line up on the right (numbers without comparisons, as in the docs)."""
     columns = columns or table_columns(rows)
-    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---:" if c in right_aligned else "---"
+                                                                 for c in columns) + "|"]
     lines += ["| " + " | ".join(format_cell(r, c) for c in columns) + " |" for r in rows]
     return "\n".join(lines)
 
