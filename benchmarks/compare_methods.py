@@ -126,10 +126,45 @@ def main():
 
 
 def print_tables(data: dict, models) -> None:
-    """One markdown table per baseline, the layout of docs/benchmarks.md."""
+    """Per baseline, the grid's table and (once that pass has run) its 640-px latency table, as in
+    docs/benchmarks.md."""
     for model in models:
         if any(k.startswith(model + "/") for k in data["rows"]):
             print(f"\n{model}\n" + grid_table(data, model))
+            latency = latency640_table(data, model)
+            print(f"\n{model} at 640 px\n{latency}" if latency else "")
+
+
+def latency640_table(data: dict, model: str) -> str:
+    """Markdown of the 640-px pass, one line per architecture, named by the rows that made it in the grid's order
+    (`l1 2.0x = random 2.0x`; distilled twins and controls left out); each cell the median ms with its min-max over
+    passes, and the speed-up over the baseline with its per-pass range. Empty before the pass has run."""
+    baseline = data["rows"][str(RowKey(model, "baseline"))]
+    settings = [(f"CPU 640 {rt} bs{bs}", f"{name} bs{bs}")
+                for rt, name in (("torch", "PyTorch"), ("ort", "onnxruntime")) for bs in (1, 32)
+                if f"CPU 640 {rt} bs{bs} (ms)" in baseline]
+    if not settings:
+        return ""
+    head = ["row (architecture)", "Parameters"] + [h for _, name in settings
+                                                   for h in (f"{name} ms", f"{name} speed-up")]
+    groups: dict[tuple, list[str]] = {}  # one architecture's timings: the rows that have it, in the grid's order
+    for k in grid_order(data, model):
+        timed = tuple(data["rows"][k].get(f"{col} (ms)") for col, _ in settings)
+        if None not in timed:
+            groups.setdefault(timed, []).append(k)
+    lines = []
+    for keys in groups.values():
+        k, r = keys[0], data["rows"][keys[0]]
+        same = [data["rows"][o]["Model"].removeprefix(model + " ") for o in keys[1:]
+                if RowKey.parse(o).pruned and not RowKey.parse(o).kd]  # other methods that made this architecture
+        cells = [" = ".join([r["Model"].removeprefix(model + " ")] + same),
+                 format_value("Parameters", r["Parameters"])]
+        for col, _ in settings:
+            lo, hi = r[f"{col} spread"]
+            speedup = "" if RowKey.parse(k).kind == "baseline" else r[f"{col} speed-up"]
+            cells += [f"{r[f'{col} (ms)']:.0f} ({lo:.0f}-{hi:.0f})", speedup]
+        lines.append(dict(zip(head, cells)))
+    return markdown_table(lines, head, right_aligned=[h for h in head if h.endswith(" ms")] + ["Parameters"])
 
 
 LATENCY640 = [(f"CPU 640 {rt} bs{bs} speed-up", f"640 px {name} bs{bs}")

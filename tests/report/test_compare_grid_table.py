@@ -66,3 +66,23 @@ def test_rows_finished_by_parallel_processes_print_in_the_grids_order():
               "v7t/slim+sparse/2.0x": 0.1}  # the ranking that chose the higher speed-ups' methods
     data = {"rows": {k: {"mAP50-95": scores.get(k, 0.2)} for k in shuffled + ["v5n/baseline"]}}
     assert grid_order(data, "v7t") == expected
+
+
+def test_the_640px_table_has_one_line_per_architecture_named_by_the_methods_that_made_it():
+    from compare_methods import latency640_table
+    d = data()
+    assert latency640_table(d, "v7t") == ""  # before the pass
+
+    def timed(ms, speedup):
+        return {"CPU 640 ort bs1 (ms)": ms, "CPU 640 ort bs1 spread": [ms - 1, ms + 2],
+                "CPU 640 ort bs1 speed-up": speedup}
+    for k in ("v7t/baseline", "v7t/control", "v7t/control/kd", "v7t/sparse/slim"):
+        d["rows"][k].update(timed(30.0, "1.0x (1.0-1.0, not significant)"))
+    d["rows"]["v7t/l1/2.0x"] = row("v7t l1 2.0x", 0.45, 99_400)
+    for k in ("v7t/lamp/2.0x", "v7t/lamp/2.0x/kd", "v7t/l1/2.0x"):  # one architecture, copied cells
+        d["rows"][k].update(timed(20.4, "1.47x (1.40-1.52)"))
+    lines = latency640_table(d, "v7t").splitlines()
+    assert lines[0] == "| row (architecture) | Parameters | onnxruntime bs1 ms | onnxruntime bs1 speed-up |"
+    assert lines[1] == "|---|---:|---:|---|"
+    assert lines[2:] == ["| baseline | 6.04M | 30 (29-32) |  |",
+                         "| l1 2.0x = lamp 2.0x | 99.4K | 20 (19-22) | 1.47x (1.40-1.52) |"]
