@@ -30,7 +30,7 @@ from pathlib import Path
 
 from common import (FIXTURE, ROOT, Bench, add_bench_args, add_v7_args, kd_options, run_prune, run_train,
                     save_fp16)
-from latency640 import architecture_key, as_cells, time_architectures
+from latency640 import RUNTIMES, architecture_key, as_cells, time_architectures
 from yolocompress.core.stats import count_params
 from yolocompress.engine.options import TrainOptions
 from yolocompress.models.checkpoint import load_model
@@ -107,6 +107,9 @@ def main():
                          "pruned again): the slow part, which may run beside other jobs; time later on a quiet machine")
     ap.add_argument("--latency640-batches", nargs="+", type=int, default=[1, 32],
                     help="batch sizes of the 640-px timing (1 and 32; smaller for a smoke run)")
+    ap.add_argument("--latency640-runtimes", nargs="+", choices=RUNTIMES, default=list(RUNTIMES),
+                    help="runtimes of the 640-px timing; a setting whose cells are missing from the results file "
+                         "(e.g. deleted after a disturbed pass) is timed again, the others are kept")
     add_bench_args(ap, "compare-methods")
     a = ap.parse_args()
     a.out = a.out or str(DEFAULT_OUT)
@@ -366,13 +369,13 @@ def latency640(b: Bench) -> None:
     for model in b.args.models:  # each baseline is the reference of its own rows
         base = keys.get(str(RowKey(model, "baseline")))
         archs = [base] + sorted({keys[k] for k in keys if RowKey.parse(k).model == model} - {base}) if base else []
-        todo = [x for x in archs if f"{model}:{x}" not in done]
-        if not todo:
+        wanted = [f"CPU 640 {rt} bs{bs} (ms)" for rt in b.args.latency640_runtimes for bs in b.args.latency640_batches]
+        if all(cell in done.get(f"{model}:{x}", {}) for x in archs for cell in wanted):
             continue
         timed = time_architectures([models[x] for x in archs], batches=b.args.latency640_batches,
-                                   rounds=b.args.latency640_rounds)
-        for i, x in enumerate(archs):
-            done[f"{model}:{x}"] = as_cells(timed, i)
+                                   runtimes=b.args.latency640_runtimes, rounds=b.args.latency640_rounds)
+        for i, x in enumerate(archs):  # settings timed before and not again are kept
+            done[f"{model}:{x}"] = {**done.get(f"{model}:{x}", {}), **as_cells(timed, i)}
         results.save()
     for k, row in rows.items():
         if k in keys:
