@@ -240,7 +240,8 @@ def same_pruning(pruned: Path, weights, prune: PruneOptions, opts: TrainOptions)
         return False
     saved = record.get("options") or {}
     theirs, ours = dict(saved.get("prune") or {}), options_record(prune=prune)["prune"]
-    theirs.pop("finetune_epochs", None), ours.pop("finetune_epochs", None)
+    for options in (theirs, ours):  # the finetune's length is not part of the pruning
+        options.pop("finetune_epochs", None)
     train_then, train_now = saved.get("train") or {}, options_record(train=opts)["train"]
     same = (record.get("weights") == str(weights) and theirs == ours
             and all(train_then.get(f) == train_now[f] for f in ("imgsz", "batch_size", "hyp", "seed"))
