@@ -40,6 +40,8 @@ from yolocompress.prune.sparse import sparse_command
 from yolocompress.report.tables import format_value, markdown_table
 
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "compare.json"
+RUNTIME_NAMES = {"torch": "PyTorch", "ort": "onnxruntime"}
+SETTINGS640 = [(f"CPU 640 {rt} bs{bs}", f"{RUNTIME_NAMES[rt]} bs{bs}") for rt in RUNTIMES for bs in (1, 32)]
 UNPRUNED = ("baseline", "control", "sparse")  # row kinds that are not a pruning
 
 
@@ -143,9 +145,7 @@ def latency640_table(data: dict, model: str) -> str:
     (`l1 2.0x = random 2.0x`; distilled twins and controls left out); each cell the median ms with its min-max over
     passes, and the speed-up over the baseline with its per-pass range. Empty before the pass has run."""
     baseline = data["rows"][str(RowKey(model, "baseline"))]
-    settings = [(f"CPU 640 {rt} bs{bs}", f"{name} bs{bs}")
-                for rt, name in (("torch", "PyTorch"), ("ort", "onnxruntime")) for bs in (1, 32)
-                if f"CPU 640 {rt} bs{bs} (ms)" in baseline]
+    settings = [(col, name) for col, name in SETTINGS640 if f"{col} (ms)" in baseline]
     if not settings:
         return ""
     head = ["row (architecture)", "Parameters"] + [h for _, name in settings
@@ -158,9 +158,9 @@ def latency640_table(data: dict, model: str) -> str:
     lines = []
     for keys in groups.values():
         k, r = keys[0], data["rows"][keys[0]]
-        same = [data["rows"][o]["Model"].removeprefix(model + " ") for o in keys[1:]
+        same = [row_label(data["rows"][o], model) for o in keys[1:]
                 if RowKey.parse(o).pruned and not RowKey.parse(o).kd]  # other methods that made this architecture
-        cells = [" = ".join([r["Model"].removeprefix(model + " ")] + same),
+        cells = [" = ".join([row_label(r, model)] + same),
                  format_value("Parameters", r["Parameters"])]
         for col, _ in settings:
             lo, hi = r[f"{col} spread"]
@@ -170,8 +170,7 @@ def latency640_table(data: dict, model: str) -> str:
     return markdown_table(lines, head, right_aligned=[h for h in head if h.endswith(" ms")] + ["Parameters"])
 
 
-LATENCY640 = [(f"CPU 640 {rt} bs{bs} speed-up", f"640 px {name} bs{bs}")
-              for rt, name in (("torch", "PyTorch"), ("ort", "onnxruntime")) for bs in (1, 32)]
+LATENCY640 = [(f"{col} speed-up", f"640 px {name}") for col, name in SETTINGS640]
 
 
 def grid_table(data: dict, model: str) -> str:
@@ -190,10 +189,15 @@ def grid_table(data: dict, model: str) -> str:
         control = rows.get(str(RowKey(model, "control", kd=key.kd)))
         vs_control = f"{r['mAP50-95'] - control['mAP50-95']:+.4f}" if key.pruned and control else ""
         cells.append(dict(zip(head, [
-            r["Model"].removeprefix(model + " "), format_value("Parameters", r["Parameters"]), f"{r['GFLOPs']:.3f}",
+            row_label(r, model), format_value("Parameters", r["Parameters"]), f"{r['GFLOPs']:.3f}",
             f"{r['mAP50']:.4f}", f"{r['mAP50-95']:.4f}", f"{r['mAP50-95'] - base:+.4f}", vs_control,
             f"{minutes.get(k, 0):.1f}"] + [r.get(col, "") for col, _ in speed])))
     return markdown_table(cells, head, right_aligned=head[1:8])
+
+
+def row_label(row: dict, model: str) -> str:
+    """A row's name in its model's tables (`lamp 2.0x +KD l1`, without the model)."""
+    return row["Model"].removeprefix(model + " ")
 
 
 def grid_order(data: dict, model: str) -> list[str]:
