@@ -30,7 +30,7 @@ from pathlib import Path
 
 from common import (FIXTURE, ROOT, Bench, add_bench_args, add_v7_args, kd_options, run_prune, run_train,
                     save_fp16)
-from latency640 import RUNTIMES, architecture_key, as_cells, time_architectures
+from latency640 import RUNTIMES, architecture_key, as_cells, cell, setting, time_architectures
 from yolocompress.core.stats import count_params
 from yolocompress.engine.options import TrainOptions
 from yolocompress.models.checkpoint import load_model
@@ -41,7 +41,7 @@ from yolocompress.report.tables import format_value, markdown_table
 
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "compare.json"
 RUNTIME_NAMES = {"torch": "PyTorch", "ort": "onnxruntime"}
-SETTINGS640 = [(f"CPU 640 {rt} bs{bs}", f"{RUNTIME_NAMES[rt]} bs{bs}") for rt in RUNTIMES for bs in (1, 32)]
+SETTINGS640 = [(setting(rt, bs), f"{RUNTIME_NAMES[rt]} bs{bs}") for rt in RUNTIMES for bs in (1, 32)]
 UNPRUNED = ("baseline", "control", "sparse")  # row kinds that are not a pruning
 
 
@@ -145,14 +145,14 @@ def latency640_table(data: dict, model: str) -> str:
     (`l1 2.0x = random 2.0x`; distilled twins and controls left out); each cell the median ms with its min-max over
     passes, and the speed-up over the baseline with its per-pass range. Empty before the pass has run."""
     baseline = data["rows"][str(RowKey(model, "baseline"))]
-    settings = [(col, name) for col, name in SETTINGS640 if f"{col} (ms)" in baseline]
+    settings = [(s, name) for s, name in SETTINGS640 if cell(s) in baseline]
     if not settings:
         return ""
     head = ["row (architecture)", "Parameters"] + [h for _, name in settings
                                                    for h in (f"{name} ms", f"{name} speed-up")]
     groups: dict[tuple, list[str]] = {}  # one architecture's timings: the rows that have it, in the grid's order
     for k in grid_order(data, model):
-        timed = tuple(data["rows"][k].get(f"{col} (ms)") for col, _ in settings)
+        timed = tuple(data["rows"][k].get(cell(s)) for s, _ in settings)
         if None not in timed:
             groups.setdefault(timed, []).append(k)
     lines = []
@@ -162,15 +162,15 @@ def latency640_table(data: dict, model: str) -> str:
                 if RowKey.parse(o).pruned and not RowKey.parse(o).kd]  # other methods that made this architecture
         cells = [" = ".join([row_label(r, model)] + same),
                  format_value("Parameters", r["Parameters"])]
-        for col, _ in settings:
-            lo, hi = r[f"{col} spread"]
-            speedup = "" if RowKey.parse(k).kind == "baseline" else r[f"{col} speed-up"]
-            cells += [f"{r[f'{col} (ms)']:.0f} ({lo:.0f}-{hi:.0f})", speedup]
+        for s, _ in settings:
+            lo, hi = r[cell(s, "spread")]
+            speedup = "" if RowKey.parse(k).kind == "baseline" else r[cell(s, "speed-up")]
+            cells += [f"{r[cell(s)]:.0f} ({lo:.0f}-{hi:.0f})", speedup]
         lines.append(dict(zip(head, cells)))
     return markdown_table(lines, head, right_aligned=[h for h in head if h.endswith(" ms")] + ["Parameters"])
 
 
-LATENCY640 = [(f"{col} speed-up", f"640 px {name}") for col, name in SETTINGS640]
+LATENCY640 = [(cell(s, "speed-up"), f"640 px {name}") for s, name in SETTINGS640]
 
 
 def grid_table(data: dict, model: str) -> str:
@@ -373,18 +373,25 @@ def latency640(b: Bench) -> None:
     for model in b.args.models:  # each baseline is the reference of its own rows
         base = keys.get(str(RowKey(model, "baseline")))
         archs = [base] + sorted({keys[k] for k in keys if RowKey.parse(k).model == model} - {base}) if base else []
-        wanted = [f"CPU 640 {rt} bs{bs} (ms)" for rt in b.args.latency640_runtimes for bs in b.args.latency640_batches]
-        if all(cell in done.get(f"{model}:{x}", {}) for x in archs for cell in wanted):
-            continue
-        timed = time_architectures([models[x] for x in archs], batches=b.args.latency640_batches,
-                                   runtimes=b.args.latency640_runtimes, rounds=b.args.latency640_rounds)
-        for i, x in enumerate(archs):  # settings timed before and not again are kept
-            done[f"{model}:{x}"] = {**done.get(f"{model}:{x}", {}), **as_cells(timed, i)}
-        results.save()
+        for runtime, batch in missing_settings(done, model, archs, b.args.latency640_runtimes,
+                                               b.args.latency640_batches):
+            timed = time_architectures([models[x] for x in archs], batches=(batch,), runtimes=(runtime,),
+                                       rounds=b.args.latency640_rounds)
+            for i, x in enumerate(archs):  # the other settings' cells are kept
+                done[f"{model}:{x}"] = {**done.get(f"{model}:{x}", {}), **as_cells(timed, i)}
+            results.save()
     for k, row in rows.items():
         if k in keys:
             row.update(done.get(f"{RowKey.parse(k).model}:{keys[k]}", {}))
     results.save()
+
+
+def missing_settings(done: dict, model: str, archs: list[str], runtimes, batches) -> list[tuple[str, int]]:
+    """The (runtime, batch) settings some architecture of `model` has no time for in `done` (the results file's
+    `latency640` cells, by `model:architecture`): only those are timed, so a setting deleted after a disturbed pass
+    is timed again without re-timing, and overwriting, the settings that were sound."""
+    return [(rt, bs) for rt in runtimes for bs in batches
+            if any(cell(setting(rt, bs)) not in done.get(f"{model}:{x}", {}) for x in archs)]
 
 
 if __name__ == "__main__":

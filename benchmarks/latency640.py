@@ -21,6 +21,17 @@ from yolocompress.core.stats import Ratio, Timing, interleaved_timings
 RUNTIMES = ("torch", "ort")
 
 
+def setting(runtime: str, batch: int) -> str:
+    """A timed setting's name (`torch bs1`): the key of time_architectures' result."""
+    return f"{runtime} bs{batch}"
+
+
+def cell(name: str, what: str = "(ms)") -> str:
+    """A row's column for setting `name`: `CPU 640 torch bs1 (ms)`, `... spread`, `... speed-up`,
+    `... speed-up passes`. The one place these names are spelled."""
+    return f"CPU 640 {name} {what}"
+
+
 def architecture_key(model: nn.Module) -> str:
     """Output channels of every convolution, hashed: two rows with one key have one latency."""
     widths = [m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d)]
@@ -60,7 +71,7 @@ def _ort_timings(models, imgsz: int, batch: int, rounds: int, repeats: int, thre
 
 def time_architectures(models: list, imgsz: int = 640, batches=(1, 32), runtimes=RUNTIMES, rounds: int = 3,
                        repeats: int | None = None, threads: int | None = None) -> dict:
-    """{f"{runtime} bs{batch}": [(Timing, Ratio vs models[0]), ...]} for every model, interleaved per setting.
+    """{setting(runtime, batch): [(Timing, Ratio vs models[0]), ...]} for every model, interleaved per setting.
 
     repeats: timed runs per pass (default 10 at batch 1, 3 at batch 32: a 640-px batch of 32 takes seconds here).
     """
@@ -74,7 +85,7 @@ def time_architectures(models: list, imgsz: int = 640, batches=(1, 32), runtimes
             else:
                 timings = _ort_timings(models, imgsz, bs, rounds, reps, threads)
             base = timings[0]
-            out[f"{runtime} bs{bs}"] = [(t, Ratio(tuple(b / x for b, x in zip(base.passes, t.passes))))
+            out[setting(runtime, bs)] = [(t, Ratio(tuple(b / x for b, x in zip(base.passes, t.passes))))
                                         for t in timings]
     return out
 
@@ -82,10 +93,10 @@ def time_architectures(models: list, imgsz: int = 640, batches=(1, 32), runtimes
 def as_cells(timed: dict, i: int) -> dict:
     """Row cells of model `i`: `CPU 640 <runtime> bs<N> (ms)`, its spread and its speed-up text."""
     cells = {}
-    for setting, rows in timed.items():
+    for name, rows in timed.items():
         t, r = rows[i]
-        cells[f"CPU 640 {setting} (ms)"] = t.median
-        cells[f"CPU 640 {setting} spread"] = list(t.spread)
-        cells[f"CPU 640 {setting} speed-up"] = r.text()
-        cells[f"CPU 640 {setting} speed-up passes"] = list(r.passes)
+        cells[cell(name)] = t.median
+        cells[cell(name, "spread")] = list(t.spread)
+        cells[cell(name, "speed-up")] = r.text()
+        cells[cell(name, "speed-up passes")] = list(r.passes)
     return cells
