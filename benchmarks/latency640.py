@@ -86,7 +86,7 @@ def time_architectures(models: list, imgsz: int = 640, batches=(1, 32), runtimes
                 timings = _ort_timings(models, imgsz, bs, rounds, reps, threads)
             base = timings[0]
             out[setting(runtime, bs)] = [(t, Ratio(tuple(b / x for b, x in zip(base.passes, t.passes))))
-                                        for t in timings]
+                                         for t in timings]
     return out
 
 

@@ -45,7 +45,7 @@ def test_only_the_settings_missing_from_the_results_file_are_timed_again(tmp_pat
     import torch
 
     import compare_methods
-    from latency640 import architecture_key, cell
+    from latency640 import architecture_key, cell, setting
     from yolocompress.core.stats import Ratio, Timing
     from yolocompress.models.checkpoint import save_checkpoint
 
@@ -64,8 +64,8 @@ def test_only_the_settings_missing_from_the_results_file_are_timed_again(tmp_pat
     def fake_timing(models, batches, runtimes, rounds, **_):
         (runtime,), (batch,) = runtimes, batches
         timed_settings.append((runtime, batch))
-        return {f"{runtime} bs{batch}": [(Timing((10.0 * (i + 1),) * rounds), Ratio((1.0 / (i + 1),) * rounds))
-                                         for i in range(len(models))]}
+        return {setting(runtime, batch): [(Timing((10.0 * (i + 1),) * rounds), Ratio((1.0 / (i + 1),) * rounds))
+                                          for i in range(len(models))]}
     monkeypatch.setattr(compare_methods, "time_architectures", fake_timing)
 
     from yolocompress.models.checkpoint import load_model
