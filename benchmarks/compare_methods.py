@@ -373,8 +373,8 @@ def latency640(b: Bench) -> None:
     for model in b.args.models:  # each baseline is the reference of its own rows
         base = keys.get(str(RowKey(model, "baseline")))
         archs = [base] + sorted({keys[k] for k in keys if RowKey.parse(k).model == model} - {base}) if base else []
-        for runtime, batch in missing_settings(done, model, archs, b.args.latency640_runtimes,
-                                               b.args.latency640_batches):
+        have = [done.get(f"{model}:{x}", {}) for x in archs]
+        for runtime, batch in missing_settings(have, b.args.latency640_runtimes, b.args.latency640_batches):
             timed = time_architectures([models[x] for x in archs], batches=(batch,), runtimes=(runtime,),
                                        rounds=b.args.latency640_rounds)
             for i, x in enumerate(archs):  # the other settings' cells are kept
@@ -386,12 +386,11 @@ def latency640(b: Bench) -> None:
     results.save()
 
 
-def missing_settings(done: dict, model: str, archs: list[str], runtimes, batches) -> list[tuple[str, int]]:
-    """The (runtime, batch) settings some architecture of `model` has no time for in `done` (the results file's
-    `latency640` cells, by `model:architecture`): only those are timed, so a setting deleted after a disturbed pass
-    is timed again without re-timing, and overwriting, the settings that were sound."""
-    return [(rt, bs) for rt in runtimes for bs in batches
-            if any(cell(setting(rt, bs)) not in done.get(f"{model}:{x}", {}) for x in archs)]
+def missing_settings(have: list[dict], runtimes, batches) -> list[tuple[str, int]]:
+    """The (runtime, batch) settings that some architecture's recorded 640-px cells (`have`, one dict each) lack:
+    only those are timed, so a setting deleted after a disturbed pass is timed again without re-timing, and
+    overwriting, the settings that were sound."""
+    return [(rt, bs) for rt in runtimes for bs in batches if any(cell(setting(rt, bs)) not in c for c in have)]
 
 
 if __name__ == "__main__":

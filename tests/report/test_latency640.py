@@ -47,7 +47,7 @@ def test_only_the_settings_missing_from_the_results_file_are_timed_again(tmp_pat
     import compare_methods
     from latency640 import architecture_key, cell, setting
     from yolocompress.core.stats import Ratio, Timing
-    from yolocompress.models.checkpoint import save_checkpoint
+    from yolocompress.models.checkpoint import load_model, save_checkpoint
 
     torch.manual_seed(0)
     narrow = tiny_config()
@@ -68,20 +68,22 @@ def test_only_the_settings_missing_from_the_results_file_are_timed_again(tmp_pat
                                           for i in range(len(models))]}
     monkeypatch.setattr(compare_methods, "time_architectures", fake_timing)
 
-    from yolocompress.models.checkpoint import load_model
     archs = [architecture_key(load_model(paths[n])[0]) for n in ("base", "pruned")]
     sound = {cell("ort bs1"): 5.0, cell("torch bs32"): 50.0}  # timed before on a quiet machine: must stay
     done = {f"v7t:{x}": dict(sound) for x in archs}
-    saves = []
-    results = SimpleNamespace(data={"rows": rows, "latency640": done}, save=lambda: saves.append(1))
+    saved_after = []  # settings timed when the results file was written
+    results = SimpleNamespace(data={"rows": rows, "latency640": done},
+                              save=lambda: saved_after.append(len(timed_settings)))
     args = SimpleNamespace(models=["v7t"], latency640_prepare=False, latency640_runtimes=["torch", "ort"],
                            latency640_batches=[1, 32], latency640_rounds=2)
     compare_methods.latency640(SimpleNamespace(results=results, args=args, data=SimpleNamespace(nc=None)))
 
     assert timed_settings == [("torch", 1), ("ort", 32)]  # the two missing settings, each once, not all four
+    assert saved_after[:2] == [1, 2]  # written after each setting: an interrupted pass keeps what it timed
     assert rows["v7t/baseline"][cell("ort bs1")] == 5.0 and rows["v7t/baseline"][cell("torch bs32")] == 50.0
     assert rows["v7t/baseline"][cell("torch bs1")] == 10.0 and rows["v7t/l1/2.0x"][cell("torch bs1")] == 20.0
-    assert rows["v7t/l1/2.0x/kd"] == rows["v7t/l1/2.0x"] and rows["v7t/l1/2.0x"][cell("ort bs32", "spread")] == [20.0, 20.0]
+    assert rows["v7t/l1/2.0x/kd"] == rows["v7t/l1/2.0x"]  # the distilled twin: the same architecture's cells
+    assert rows["v7t/l1/2.0x"][cell("ort bs32", "spread")] == [20.0, 20.0]
 
     timed_settings.clear()  # everything timed: the same command times nothing
     compare_methods.latency640(SimpleNamespace(results=results, args=args, data=SimpleNamespace(nc=None)))
